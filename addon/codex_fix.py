@@ -1,0 +1,36 @@
+"""mitmproxy entry script: `mitmdump -s addon/codex_fix.py`.
+
+mitmproxy runs this file as a module and puts its folder on sys.path, so the sibling
+package `codexfix` imports normally. A hot reload re-executes only this file, so the
+package's modules are reloaded here, leaves first; the old addon's `done()` has already
+removed the HttpStream patch and the new one's `running()` installs it again.
+"""
+
+import importlib
+import sys
+
+_MODULES = (
+    "codexfix.sse",
+    "codexfix.report",
+    "codexfix.failures",
+    "codexfix.coercion",
+    "codexfix.models.responses",
+    "codexfix.dialects",
+    "codexfix.dialects.responses",
+    "codexfix.fixer",
+    "codexfix",
+    "codexfix.mitm.shim",
+    "codexfix.mitm.scope",
+    "codexfix.mitm.stream",
+    "codexfix.mitm.addon",
+)
+
+for _name in _MODULES:
+    if _name in sys.modules:
+        importlib.reload(sys.modules[_name])
+    else:
+        importlib.import_module(_name)
+
+from codexfix.mitm.addon import CodexFix  # noqa: E402
+
+addons = [CodexFix()]

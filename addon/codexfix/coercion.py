@@ -1,0 +1,88 @@
+"""Coerce event payloads into pydantic models; a failure is a warning, never fatal.
+
+Schema drift must be visible, not swallowed: every failure is reported with the event
+type, sequence number, field path, reason and a short excerpt, and the event still
+passes through unchanged. Warnings are rate-limited per stream so a broken upstream
+cannot flood the log; unknown event types are reported once per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Generic, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+M = TypeVar("M")
+
+_SEQUENCE = re.compile(rb'"sequence_number"\s*:\s*(\d+)')
+_TYPE = re.compile(rb'"type"\s*:\s*"([^"\\]{1,100})"')
+_EXCERPT = 120
+
+
+class WarningBudget:
+    """Per-stream warning counter: the first `limit` are logged, then one notice."""
+
+    def __init__(self, log: logging.LoggerAdapter[logging.Logger], limit: int) -> None:
+        self.log = log
+        self.limit = limit
+        self.count = 0
+
+    def warn(self, msg: str, *args: object) -> None:
+        self.count += 1
+        if self.count <= self.limit:
+            self.log.warning(msg, *args)
+        if self.count == self.limit:
+            self.log.warning("further coercion warnings for this stream are counted, not logged")
+
+
+class UnknownTypes:
+    """Event types without a model, reported once per process (at INFO)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def note(self, log: logging.LoggerAdapter[logging.Logger], event_type: str) -> None:
+        if event_type not in self.seen:
+            self.seen.add(event_type)
+            log.info("unknown event type %r passed through (no model for it)", event_type)
+
+
+class Coercer(Generic[M]):
+    """Validate JSON payloads against one discriminated union of event models."""
+
+    def __init__(
+        self,
+        adapter: TypeAdapter[M],
+        budget: WarningBudget,
+        unknown: UnknownTypes,
+    ) -> None:
+        self.adapter = adapter
+        self.budget = budget
+        self.unknown = unknown
+
+    def coerce(self, data: bytes, event_name: str | None) -> M | None:
+        """The model for `data`, or None (after a warning or an unknown-type note)."""
+        try:
+            return self.adapter.validate_json(data)
+        except ValidationError as exc:
+            self._report(data, event_name, exc)
+            return None
+
+    def _report(self, data: bytes, event_name: str | None, exc: ValidationError) -> None:
+        error: dict[str, Any] = exc.errors(include_url=False)[0]
+        type_match = _TYPE.search(data)
+        event_type = type_match.group(1).decode() if type_match else event_name or "?"
+        if error["type"] == "union_tag_invalid":
+            self.unknown.note(self.budget.log, event_type)
+            return
+        seq = _SEQUENCE.search(data)
+        self.budget.warn(
+            "coercion failed: event %s seq %s at %s: %s; excerpt %r",
+            event_type,
+            seq.group(1).decode() if seq else "-",
+            ".".join(str(part) for part in error["loc"]) or "(root)",
+            error["msg"],
+            data[:_EXCERPT],
+        )

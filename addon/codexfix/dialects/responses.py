@@ -1,0 +1,362 @@
+"""The Responses-API stream (OpenAI `/v1/responses`, Codex backend `/backend-api/codex/responses`).
+
+Healthy frames leave as they came. The state kept is what a repair or an injected
+`response.failed` needs: the `response.created` payload (id, model), the last
+`sequence_number`, the `output_item.done` payloads, and the text / argument deltas of
+items whose `done` has not come yet (dropped once it comes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from ..coercion import Coercer
+from ..failures import RESPONSES, EndCause, Failure, UpstreamEnded, describe, done_without_terminal
+from ..models import responses as m
+from ..report import StreamReport, Usage
+from ..sse import Frame
+
+TERMINALS = frozenset({"response.completed", "response.failed", "response.incomplete"})
+_DONE = b"data: [DONE]\n\n"
+_USAGE_INTS = ("input_tokens", "output_tokens", "total_tokens")
+_REBUILDABLE = frozenset({"message", "function_call"})
+
+Json = dict[str, Any]
+
+
+class ResponsesDialect:
+    terminal_name = "response.completed"
+
+    def __init__(
+        self,
+        report: StreamReport,
+        coercer: Coercer[m.ResponsesEvent],
+        log: logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        self.report = report
+        self.coercer = coercer
+        self.log = log
+        self._created: bytes | None = None  # data of response.created, the base of a failure
+        self._response_id: str | None = None
+        self._seq: int | None = None
+        self._event_lines = True  # the stream names its events (`event:` lines)
+        self._done: dict[int, bytes] = {}  # output_index -> data of output_item.done
+        self._done_ids: set[str] = set()
+        self._added: dict[int, bytes] = {}  # output_index -> data of output_item.added
+        self._text: dict[int, dict[int, list[str]]] = {}  # output_index -> content_index -> deltas
+        self._text_item_ids: dict[int, str] = {}
+        self._part_types: dict[tuple[int, int], str] = {}
+        self._args: dict[int, list[str]] = {}
+        self._error: tuple[str, str] | None = None
+        self._terminal: str | None = None
+        self._done_sent = False
+        self._dropped_after_terminal = 0
+
+    @property
+    def terminal_seen(self) -> bool:
+        return self._terminal is not None
+
+    @property
+    def error_pending(self) -> bool:
+        return self._error is not None and self._terminal is None
+
+    # -- frames ---------------------------------------------------------------------
+
+    def on_frame(self, frame: Frame) -> bytes:
+        if self._terminal is not None:
+            return self._after_terminal(frame)
+        data = frame.data
+        if data is None:
+            return frame.raw  # comments, keepalives, empty frames
+        if data == b"[DONE]":
+            self._done_sent = True
+            return self._inject(done_without_terminal(self.terminal_name)) + frame.raw
+        self.report.events += 1
+        if self.report.events == 1:
+            self._event_lines = frame.event is not None
+        model = self.coercer.coerce(data, frame.event)
+        if model is None:
+            return self._on_unmodelled(frame, data)
+        if model.sequence_number is not None:
+            self._seq = model.sequence_number
+        match model:
+            case m.TextDelta(output_index=oi, content_index=ci, delta=delta):
+                if oi not in self._done:
+                    self._text.setdefault(oi, {}).setdefault(ci, []).append(delta)
+                    if model.item_id:
+                        self._text_item_ids[oi] = model.item_id
+            case m.ItemDelta(output_index=oi, delta=delta):
+                if oi not in self._done:
+                    self._args.setdefault(oi, []).append(delta)
+            case m.ContentPartEvent(output_index=oi, content_index=ci, part=part):
+                self._part_types[(oi, ci)] = part.type
+            case m.OutputItemEvent(type="response.output_item.added", output_index=oi):
+                self._added[oi] = data
+            case m.OutputItemEvent(output_index=oi, item=item):
+                self._item_done(oi, item.id, data)
+            case m.Lifecycle(type=lifecycle, response=response):
+                # created is the base of an injected failure; in_progress stands in for it.
+                if lifecycle == "response.created" or self._created is None:
+                    self._created = data
+                    self._response_id = response.id
+                    self.report.model = response.model
+            case m.Terminal(type=terminal):
+                return self._on_terminal(frame, terminal)
+            case m.ErrorEvent():
+                self._on_error(json.loads(data))
+        return frame.raw
+
+    def _on_unmodelled(self, frame: Frame, data: bytes) -> bytes:
+        """An event that failed coercion still drives the state where it can be read."""
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            return frame.raw
+        if not isinstance(obj, dict):
+            return frame.raw
+        event_type = obj.get("type")
+        if isinstance(obj.get("sequence_number"), int):
+            self._seq = obj["sequence_number"]
+        if event_type in TERMINALS:
+            return self._on_terminal(frame, event_type)
+        if event_type == "response.created":
+            self._created = data
+            response = obj.get("response")
+            if isinstance(response, dict) and isinstance(response.get("id"), str):
+                self._response_id = response["id"]
+        elif event_type == "response.output_item.done" and isinstance(obj.get("output_index"), int):
+            item = obj.get("item")
+            item_id = item.get("id") if isinstance(item, dict) else None
+            self._item_done(obj["output_index"], item_id, data)
+        elif event_type == "error":
+            self._on_error(obj)
+        return frame.raw
+
+    def _item_done(self, output_index: int, item_id: str | None, data: bytes) -> None:
+        self._done[output_index] = data
+        if item_id:
+            self._done_ids.add(item_id)
+        self._added.pop(output_index, None)
+        self._text.pop(output_index, None)
+        self._args.pop(output_index, None)
+
+    def _on_error(self, event: Json) -> None:
+        """Keep an `error` event's code and message (top-level or nested) for the end."""
+        nested = event.get("error")
+        places = [event, nested] if isinstance(nested, dict) else [event]
+        code = _first_str(places, "code") or _first_str(places[1:], "type") or "server_error"
+        self._error = (code, _first_str(places, "message") or "upstream error")
+
+    def _after_terminal(self, frame: Frame) -> bytes:
+        if frame.data == b"[DONE]" and not self._done_sent:
+            self._done_sent = True
+            return frame.raw
+        if frame.data is not None:
+            self._dropped_after_terminal += 1
+            if self._dropped_after_terminal == 1:
+                self.log.warning("dropped an event that came after %s", self._terminal)
+        return b""
+
+    # -- terminal repairs -----------------------------------------------------------
+
+    def _on_terminal(self, frame: Frame, terminal: str) -> bytes:
+        self._terminal = terminal
+        self.report.outcome = terminal.removeprefix("response.")
+        assert frame.data is not None
+        obj: Json = json.loads(frame.data)
+        response = obj.get("response")
+        if not isinstance(response, dict):
+            response = obj["response"] = {}
+            self._repaired("response", f"{terminal} had no response object")
+        seq = obj.get("sequence_number")
+        first_seq = seq if isinstance(seq, int) else None
+        synthesized: list[Json] = []
+        if terminal == "response.completed":
+            synthesized = self._repair_output(response, first_seq)
+        self._repair_id(response, terminal)
+        self._repair_usage(response)
+        self._record_usage(response)
+        if not self.report.repairs:
+            return frame.raw
+        if synthesized and first_seq is not None:
+            obj["sequence_number"] = first_seq + len(synthesized)  # they go before it
+        return b"".join(self._render(e) for e in synthesized) + self._render(obj)
+
+    def _repair_output(self, response: Json, first_seq: int | None) -> list[Json]:
+        """Repairs 4a and 4b: a usable `output`, and a `done` event for each of its items."""
+        output = response.get("output")
+        streamed = bool(self._done or self._added or self._text)
+        if not isinstance(output, list) or (not output and streamed):
+            described = "missing" if "output" not in response else json.dumps(output)[:20]
+            output = response["output"] = self._streamed_items()
+            self._repaired(
+                "output", f"rebuilt response.output ({described}) from {len(output)} streamed items"
+            )
+        missing = [
+            (index, item)
+            for index, item in enumerate(output)
+            if isinstance(item, dict) and not self._arrived(index, item)
+        ]
+        if not missing:
+            return []
+        self._repaired(
+            "output_item.done", f"synthesized {len(missing)} response.output_item.done events"
+        )
+        events = []
+        for n, (index, item) in enumerate(missing):
+            event: Json = {"type": "response.output_item.done"}
+            if first_seq is not None:
+                event["sequence_number"] = first_seq + n
+            event.update(output_index=index, item=item)
+            events.append(event)
+        return events
+
+    def _arrived(self, index: int, item: Json) -> bool:
+        # By position or by id: some upstreams (OpenRouter) give the final items new ids,
+        # trimmed recordings skip output indexes.
+        return index in self._done or item.get("id") in self._done_ids
+
+    def _streamed_items(self) -> list[Json]:
+        indexes = sorted(self._done.keys() | self._added.keys() | self._text.keys())
+        items = []
+        for index in indexes:
+            item = self._item(index)
+            if item is not None:
+                items.append(item)
+        return items
+
+    def _item(self, index: int) -> Json | None:
+        """The finished item at `index`, or one rebuilt from its added event and deltas."""
+        if index in self._done:
+            done = json.loads(self._done[index])
+            return done.get("item") if isinstance(done.get("item"), dict) else None
+        item: Json | None = None
+        if index in self._added:
+            added = json.loads(self._added[index]).get("item")
+            item = dict(added) if isinstance(added, dict) else None
+        if item is None and index in self._text:
+            item = {"type": "message", "role": "assistant"}
+            if index in self._text_item_ids:
+                item["id"] = self._text_item_ids[index]
+        if item is None:
+            return None
+        if item.get("type") in _REBUILDABLE:
+            item["status"] = "completed"
+        if item.get("type") == "message":
+            item["content"] = [
+                self._part(index, ci, "".join(deltas))
+                for ci, deltas in sorted(self._text.get(index, {}).items())
+            ]
+        elif item.get("type") == "function_call" and index in self._args:
+            item["arguments"] = "".join(self._args[index])
+        return item
+
+    def _part(self, index: int, content_index: int, text: str) -> Json:
+        if self._part_types.get((index, content_index)) == "refusal":
+            return {"type": "refusal", "refusal": text}
+        return {"type": "output_text", "text": text, "annotations": []}
+
+    def _repair_id(self, response: Json, terminal: str) -> None:
+        if isinstance(response.get("id"), str):
+            return
+        response["id"] = self._response_id or _generated_id()
+        self._repaired("id", f"{terminal} had no response.id; used {response['id']}")
+
+    def _repair_usage(self, response: Json) -> None:
+        usage = response.get("usage")
+        if not isinstance(usage, dict):
+            return
+        if all(isinstance(usage.get(k), int) for k in _USAGE_INTS):
+            return
+        for key in ("input_tokens", "output_tokens"):
+            if not isinstance(usage.get(key), int):
+                usage[key] = 0
+        if not isinstance(usage.get("total_tokens"), int):
+            usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+        self._repaired("usage", "completed usage with integer token counts")
+
+    def _record_usage(self, response: Json) -> None:
+        usage = response.get("usage")
+        if isinstance(response.get("model"), str):
+            self.report.model = response["model"]
+        if not isinstance(usage, dict):
+            return
+        details_in = usage.get("input_tokens_details") or {}
+        details_out = usage.get("output_tokens_details") or {}
+        self.report.usage = Usage(
+            input_tokens=_int(usage.get("input_tokens")),
+            cached_tokens=_int(details_in.get("cached_tokens")),
+            output_tokens=_int(usage.get("output_tokens")),
+            reasoning_tokens=_int(details_out.get("reasoning_tokens")),
+        )
+
+    def _repaired(self, name: str, detail: str) -> None:
+        self.report.repairs.append(name)
+        self.log.warning("repaired %s: %s", name, detail)
+
+    # -- the end ----------------------------------------------------------------------
+
+    def finish(self, cause: EndCause) -> bytes:
+        out = b""
+        if self._terminal is None:
+            out = self._inject(describe(cause, self.terminal_name))
+        elif isinstance(cause, UpstreamEnded) or self._done_sent:
+            return b""  # the upstream ended its own stream: nothing to add
+        if not self._done_sent:
+            self._done_sent = True
+            out += _DONE
+        return out
+
+    def _inject(self, failure: Failure) -> bytes:
+        """A `response.failed` in place of the terminal the upstream never sent."""
+        if self._error is not None:
+            code, message = self._error
+            self.report.outcome = "injected: upstream error"
+        else:
+            code, message = RESPONSES[failure.failure_class], failure.message
+            self.report.outcome = f"injected: {failure.failure_class}"
+        self.log.warning("injected response.failed (%s): %s", code, message)
+        self._terminal = "response.failed"
+        response: Json = {}
+        if self._created is not None:
+            created = json.loads(self._created).get("response")
+            response = dict(created) if isinstance(created, dict) else {}
+        response.setdefault("id", self._response_id or _generated_id())
+        response.setdefault("object", "response")
+        response.setdefault("created_at", int(time.time()))
+        response.update(
+            status="failed",
+            error={"code": code, "message": message},
+            incomplete_details=None,
+            output=[item for index in sorted(self._done) if (item := self._item(index))],
+        )
+        event: Json = {"type": "response.failed"}
+        if self._seq is not None:
+            event["sequence_number"] = self._seq + 1
+        event["response"] = response
+        return self._render(event)
+
+    def _render(self, event: Json) -> bytes:
+        data = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        if self._event_lines:
+            return b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n"
+        return b"data: " + data + b"\n\n"
+
+
+def _generated_id() -> str:
+    return "resp_codexfix_" + secrets.token_hex(12)
+
+
+def _first_str(places: list[Json], key: str) -> str | None:
+    for place in places:
+        if isinstance(place.get(key), str) and place[key]:
+            return str(place[key])
+    return None
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0

@@ -1,0 +1,184 @@
+"""StreamFixer: framer + dialect + report, the one object the proxy installs per stream.
+
+Sans-I/O: the caller passes bytes and the current (monotonic) time in and sends the
+bytes that come out; `deadline()` says when to call back if nothing arrives, and
+`expiry_cause()` why the stream must end then. The clock is a parameter so tests
+control it.
+
+Fail-open: an exception inside the fixer switches the stream to raw passthrough. No
+byte is lost in the switch: frames are forwarded in order and the framer keeps every
+byte it has not yet returned, so the raw remainder is exactly what was not sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+
+from .coercion import Coercer, UnknownTypes, WarningBudget
+from .dialects import Dialect
+from .dialects.responses import ResponsesDialect
+from .failures import EndCause, GraceExpired, UpstreamIdle
+from .models.responses import RESPONSES_EVENT
+from .report import StreamReport
+from .sse import Frame, SSEFramer
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-stream bounds and timeouts (seconds; 0 turns a timeout off)."""
+
+    max_event_size: int = 16 * 1024 * 1024
+    idle_timeout: float = 240.0
+    terminal_grace: float = 1.0
+    warning_limit: int = 20
+
+
+PROTOCOLS = ("responses",)
+
+
+class StreamFixer:
+    def __init__(
+        self,
+        protocol: str,
+        limits: Limits,
+        log: logging.LoggerAdapter[logging.Logger],
+        now: float,
+        unknown_types: UnknownTypes | None = None,
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}")
+        self.limits = limits
+        self.log = log
+        self.report = StreamReport(protocol)
+        self.budget = WarningBudget(log, limits.warning_limit)
+        coercer = Coercer(RESPONSES_EVENT, self.budget, unknown_types or UnknownTypes())
+        self.dialect: Dialect = ResponsesDialect(self.report, coercer, log)
+        self._framer = SSEFramer()
+        self._last_activity = now
+        self._terminal_at: float | None = None
+        self._raw = False
+        self._finished = False
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def passthrough(self) -> bool:
+        """Raw passthrough after an internal error or an oversized event."""
+        return self._raw
+
+    def feed(self, data: bytes, now: float) -> bytes:
+        """Upstream bytes in, client bytes out (possibly none yet)."""
+        if self._raw or self._finished:
+            return data
+        self._last_activity = now
+        self.report.bytes_in += len(data)
+        try:
+            frames = self._framer.feed(data)
+        except Exception as exc:
+            return self._go_raw(exc, b"")
+        out, exc = self._forward(frames)
+        if exc is not None:
+            return self._count(self._go_raw(exc, out))
+        if self._framer.buffered > self.limits.max_event_size:
+            self.log.warning(
+                "an SSE event is larger than %d bytes: passing the rest of the stream through "
+                "unchanged (no repair, no injected terminal)",
+                self.limits.max_event_size,
+            )
+            return self._count(out + self._go_raw(None, b""))
+        if self._terminal_at is None and self.dialect.terminal_seen:
+            self._terminal_at = now
+        return self._count(out)
+
+    def finish(self, cause: EndCause) -> bytes:
+        """The end of the upstream body; idempotent (mitmproxy may signal the end twice)."""
+        if self._finished:
+            return b""
+        self._finished = True
+        if self._raw:
+            return b""
+        try:
+            frames = self._framer.close()
+        except Exception as exc:
+            self._go_raw(exc, b"")
+            return self._count(self._framer.take_tail())
+        out, exc = self._forward(frames)
+        if exc is not None:
+            return self._count(self._go_raw(exc, out))
+        self._drop_tail()
+        try:
+            out += self.dialect.finish(cause)
+        except Exception as exc:
+            self._go_raw(exc, b"")
+        return self._count(out)
+
+    def deadline(self) -> float | None:
+        """When to give up waiting for upstream bytes (monotonic seconds), if ever."""
+        if self._raw or self._finished:
+            return None
+        limits = self.limits
+        candidates = []
+        if limits.idle_timeout > 0:
+            candidates.append(self._last_activity + limits.idle_timeout)
+        if self._terminal_at is not None:
+            candidates.append(self._terminal_at + limits.terminal_grace)
+        elif self.dialect.error_pending:
+            candidates.append(self._last_activity + limits.terminal_grace)
+        return min(candidates, default=None)
+
+    def expiry_cause(self, now: float) -> EndCause:
+        """Why the stream ends at its deadline."""
+        if self._terminal_at is not None:
+            return GraceExpired(now - self._terminal_at)
+        if self.dialect.error_pending:
+            return GraceExpired(now - self._last_activity)
+        return UpstreamIdle(now - self._last_activity)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _forward(self, frames: list[Frame]) -> tuple[bytes, Exception | None]:
+        """The dialect's bytes for `frames`; if it raises, the frames from there on raw."""
+        out = []
+        for i, frame in enumerate(frames):
+            try:
+                out.append(self.dialect.on_frame(frame))
+            except Exception as exc:
+                return b"".join(out) + b"".join(f.raw for f in frames[i:]), exc
+        return b"".join(out), None
+
+    def _go_raw(self, exc: BaseException | None, pending: bytes) -> bytes:
+        """Switch to raw passthrough; return every byte not forwarded yet."""
+        self._raw = True
+        self.report.outcome = "passthrough"
+        if exc is not None:
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            self.log.error(
+                "internal error, stream switched to raw passthrough: %r at %s:%s",
+                exc,
+                where.filename.rsplit("/", 1)[-1],
+                where.lineno,
+            )
+            self.log.debug("traceback", exc_info=exc)
+        return pending + self._framer.take_tail()
+
+    def _drop_tail(self) -> None:
+        """At the end, an event without its blank line is discarded (as the SSE spec says)."""
+        tail = self._framer.parse_tail()
+        self._framer.take_tail()
+        if tail is not None:
+            self.report.notes.append(f"dropped incomplete trailing event ({len(tail.raw)} bytes)")
+            self.log.warning(
+                "dropped an incomplete trailing event (%d bytes, event %s): %r",
+                len(tail.raw),
+                tail.event or "-",
+                tail.raw[:80],
+            )
+
+    def _count(self, out: bytes) -> bytes:
+        self.report.bytes_out += len(out)
+        self.report.warnings = self.budget.count
+        return out

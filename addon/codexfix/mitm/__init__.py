@@ -1,0 +1,1 @@
+"""The mitmproxy adapter: the addon, the stream callable and the HttpStream shim."""

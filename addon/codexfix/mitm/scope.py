@@ -1,0 +1,41 @@
+"""Which matched flows carry an SSE stream the fixer should handle."""
+
+from __future__ import annotations
+
+import json
+
+from mitmproxy import http
+
+# Codex backend and OpenAI Responses paths on any host (POST only: the Codex CLI's
+# WebSocket upgrade is a GET on the same path).
+DEFAULT_FILTER = '~m POST & ~u "(/backend-api/codex/responses|/v1/responses)([?]|$)"'
+
+
+def wants_sse(request: http.Request) -> bool:
+    """The request asks for an event stream: `Accept`, or `"stream": true` in its JSON body.
+
+    The body may be `content-encoding: zstd` (the Codex CLI on the ChatGPT path);
+    mitmproxy decodes it.
+    """
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return True
+    body = request.get_content(strict=False)
+    if not body or b'"stream"' not in body:
+        return False
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(payload, dict) and payload.get("stream") is True
+
+
+def is_sse_response(response: http.Response, sse_requested: bool) -> bool:
+    """An SSE response by its Content-Type, or one without any that was asked for as SSE."""
+    content_type = response.headers.get("content-type")
+    if content_type is None:
+        return sse_requested  # the Codex backend may omit it
+    return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+
+
+def identity_encoded(response: http.Response) -> bool:
+    return response.headers.get("content-encoding", "identity").strip().lower() in ("", "identity")

@@ -1,0 +1,267 @@
+"""The one place codex-fix touches mitmproxy internals: a small patch of `HttpStream`.
+
+mitmproxy offers no public way to (1) append bytes to a streamed response after the
+upstream failed, (2) wake a stream up when the upstream goes silent, or (3) answer a
+request whose upstream never sends headers. The patch does all three through
+mitmproxy's own paths, for flows whose `response.stream` is a `ManagedStream`, or that
+were registered with `await_headers()`; every other flow runs mitmproxy's code unchanged.
+
+Internals touched (checked on mitmproxy 11.0.2 and 12.2.3):
+* `HttpStream._handle_event`, `handle_protocol_error`, `start_response_stream`: wrapped.
+* `HttpStream.state_stream_response_body(ResponseEndOfMessage)`: mitmproxy's normal end
+  of a streamed response (calls the stream with b"", runs the `response` hook, ends the
+  client body with `0\\r\\n\\r\\n` / END_STREAM); used to end a failed or stalled stream.
+* `HttpStream.send_response()`: used to answer after a header timeout.
+* `HttpStream.server_state` / `client_state` / `stream_id` / `flow` / `context`.
+* `commands.RequestWakeup` / `events.Wakeup`: `HttpLayer` routes a stream's wake-up back
+  to it (the HTTP/2 client uses this for pings).
+* `RequestProtocolError` sent to the server: cancels the upstream request (HTTP/1: the
+  connection is closed; HTTP/2: RST_STREAM CANCEL).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator
+from typing import Any
+
+from mitmproxy import http
+from mitmproxy.proxy import commands, events
+from mitmproxy.proxy.layers import http as layers_http
+from mitmproxy.proxy.layers.http import HttpStream
+
+try:  # mitmproxy >= 12
+    from mitmproxy.proxy.layers.http import ErrorCode
+
+    _CANCEL: Any = ErrorCode.CANCEL
+except ImportError:  # mitmproxy 11: integer codes; 499 maps to HTTP/2 CANCEL
+    from mitmproxy.net.http import status_codes
+
+    _CANCEL = status_codes.CLIENT_CLOSED_REQUEST
+
+log = logging.getLogger(__name__)
+
+CommandGenerator = Generator[commands.Command, Any, None]
+_ORIGINALS = "_codexfix_originals"
+
+
+class ManagedStream(ABC):
+    """A `flow.response.stream` callable whose end the shim may drive."""
+
+    @abstractmethod
+    def __call__(self, data: bytes) -> list[bytes]: ...
+
+    @abstractmethod
+    def deadline(self) -> float | None:
+        """Monotonic time after which the stream must end if no more bytes arrive."""
+
+    @abstractmethod
+    def upstream_broken(self, message: str) -> None:
+        """The upstream response failed; the next call with b"" ends the client stream."""
+
+    @abstractmethod
+    def expired(self, now: float) -> None:
+        """The deadline passed; the next call with b"" ends the client stream."""
+
+
+class HeaderWait:
+    """A request whose upstream must send response headers before `deadline`."""
+
+    def __init__(self, deadline: float, respond: Callable[[], http.Response]) -> None:
+        self.deadline = deadline
+        self.respond = respond
+
+
+_header_waits: weakref.WeakKeyDictionary[http.HTTPFlow, HeaderWait] = weakref.WeakKeyDictionary()
+
+
+def await_headers(
+    flow: http.HTTPFlow, seconds: float, respond: Callable[[], http.Response]
+) -> None:
+    """If no response headers come within `seconds`, cancel upstream and answer `respond()`."""
+    _header_waits[flow] = HeaderWait(time.monotonic() + seconds, respond)
+
+
+def installed() -> bool:
+    return hasattr(HttpStream, _ORIGINALS)
+
+
+def install() -> None:
+    """Patch HttpStream (idempotent: a hot reload does not patch twice)."""
+    if installed():
+        return
+    originals = {
+        "_handle_event": HttpStream._handle_event,
+        "handle_protocol_error": HttpStream.handle_protocol_error,
+        "start_response_stream": HttpStream.start_response_stream,
+    }
+    setattr(HttpStream, _ORIGINALS, originals)
+    HttpStream._handle_event = _make_handle_event(originals["_handle_event"])  # type: ignore[method-assign]
+    HttpStream.handle_protocol_error = _make_handle_protocol_error(  # type: ignore[method-assign]
+        originals["handle_protocol_error"]
+    )
+    HttpStream.start_response_stream = _make_start_response_stream(  # type: ignore[method-assign]
+        originals["start_response_stream"]
+    )
+    log.debug("HttpStream patched")
+
+
+def uninstall() -> None:
+    originals = getattr(HttpStream, _ORIGINALS, None)
+    if originals is None:
+        return
+    for name, original in originals.items():
+        setattr(HttpStream, name, original)
+    delattr(HttpStream, _ORIGINALS)
+    log.debug("HttpStream patch removed")
+
+
+# -- state helpers ----------------------------------------------------------------------
+
+
+def _managed(stream: HttpStream) -> ManagedStream | None:
+    flow = getattr(stream, "flow", None)
+    response = flow.response if flow is not None else None
+    callback = response.stream if response is not None else None
+    return callback if isinstance(callback, ManagedStream) else None
+
+
+def _finished(stream: HttpStream) -> bool:
+    return getattr(stream, "_codexfix_finished", False)
+
+
+def _streaming(stream: HttpStream) -> bool:
+    return (
+        stream.server_state == stream.state_stream_response_body
+        and stream.client_state != stream.state_errored
+        and not _finished(stream)
+    )
+
+
+def _waiting_for_headers(stream: HttpStream) -> HeaderWait | None:
+    flow = getattr(stream, "flow", None)
+    if flow is None or _finished(stream) or flow.response is not None:
+        return None
+    if stream.server_state != stream.state_wait_for_response_headers:
+        return None
+    if stream.client_state != stream.state_done:  # request not sent upstream yet
+        return None
+    return _header_waits.get(flow)
+
+
+def _arm(stream: HttpStream, deadline: float | None) -> CommandGenerator:
+    """Ask for a wake-up at `deadline`, unless one at or before it is pending."""
+    if deadline is None:
+        return
+    due = getattr(stream, "_codexfix_due", None)
+    if due is not None and due <= deadline:
+        return
+    stream._codexfix_due = deadline  # type: ignore[attr-defined]
+    wakeup = commands.RequestWakeup(max(deadline - time.monotonic(), 0.001))
+    stream._codexfix_wakeup = wakeup  # type: ignore[attr-defined]
+    yield wakeup
+
+
+def _cancel_upstream(stream: HttpStream, reason: str) -> CommandGenerator:
+    yield layers_http.SendHttp(
+        layers_http.RequestProtocolError(stream.stream_id, reason, _CANCEL),
+        stream.context.server,
+    )
+
+
+def _end_response(stream: HttpStream, cancel_reason: str | None) -> CommandGenerator:
+    """End the client response through mitmproxy's own end-of-message path."""
+    stream._codexfix_finished = True  # type: ignore[attr-defined]
+    if cancel_reason is not None:
+        yield from _cancel_upstream(stream, cancel_reason)
+    yield from stream.state_stream_response_body(layers_http.ResponseEndOfMessage(stream.stream_id))
+
+
+def _on_wakeup(stream: HttpStream, now: float) -> CommandGenerator:
+    stream._codexfix_due = None  # type: ignore[attr-defined]
+    wait = _waiting_for_headers(stream)
+    if wait is not None:
+        if now < wait.deadline:
+            yield from _arm(stream, wait.deadline)
+            return
+        stream._codexfix_finished = True  # type: ignore[attr-defined]
+        yield from _cancel_upstream(stream, "codex-fix: no response headers")
+        stream.flow.response = wait.respond()
+        yield from stream.send_response()
+        return
+    managed = _managed(stream)
+    if managed is None or not _streaming(stream):
+        return
+    deadline = managed.deadline()
+    if deadline is not None and now >= deadline:
+        managed.expired(now)
+        yield from _end_response(stream, "codex-fix: stream ended by deadline")
+    else:
+        yield from _arm(stream, deadline)
+
+
+# -- the patched methods ----------------------------------------------------------------
+
+
+def _make_handle_event(
+    original: Callable[..., CommandGenerator],
+) -> Callable[..., CommandGenerator]:
+    def _handle_event(self: HttpStream, event: events.Event) -> CommandGenerator:
+        if isinstance(event, events.Wakeup):
+            # HttpStream itself never asks for wake-ups: every one routed here is ours,
+            # but only the latest is current.
+            if event.command is getattr(self, "_codexfix_wakeup", None):
+                yield from _on_wakeup(self, time.monotonic())
+            return
+        managed = _managed(self)
+        if managed is not None and isinstance(event, layers_http.ResponseData) and not event.data:
+            # Empty HTTP/2 DATA frames (mitmproxy 11 also passes the END_STREAM one):
+            # b"" must mean end of message only.
+            return
+        yield from original(self, event)
+        if managed is not None and _streaming(self):
+            yield from _arm(self, managed.deadline())  # a terminal event shortens it
+        elif (wait := _waiting_for_headers(self)) is not None:
+            yield from _arm(self, wait.deadline)
+
+    return _handle_event
+
+
+def _make_handle_protocol_error(
+    original: Callable[..., CommandGenerator],
+) -> Callable[..., CommandGenerator]:
+    def handle_protocol_error(
+        self: HttpStream,
+        event: layers_http.RequestProtocolError | layers_http.ResponseProtocolError,
+    ) -> CommandGenerator:
+        if _finished(self) and isinstance(event, layers_http.ResponseProtocolError):
+            # The answer to our own cancel, for a response that is already complete.
+            return
+        managed = _managed(self)
+        if (
+            managed is not None
+            and isinstance(event, layers_http.ResponseProtocolError)
+            and _streaming(self)
+        ):
+            managed.upstream_broken(event.message)
+            yield from _end_response(self, None)
+            return
+        yield from original(self, event)
+
+    return handle_protocol_error
+
+
+def _make_start_response_stream(
+    original: Callable[..., CommandGenerator],
+) -> Callable[..., CommandGenerator]:
+    def start_response_stream(self: HttpStream) -> CommandGenerator:
+        yield from original(self)
+        managed = _managed(self)
+        if managed is not None:
+            self._codexfix_due = None  # type: ignore[attr-defined]
+            yield from _arm(self, managed.deadline())
+
+    return start_response_stream

@@ -1,0 +1,65 @@
+"""Real SSE transcripts (tests/fixtures/real, copied unchanged from ../shared) and helpers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from codexfix import Limits, StreamFixer
+from codexfix.sse import SSEFramer
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real"
+RESPONSES = sorted((FIXTURES / "responses").glob("*.sse"))
+CODEX_BACKEND = [p for p in RESPONSES if p.name.startswith("codex-backend-")]
+
+LOG = logging.LoggerAdapter(logging.getLogger("codexfix.test"), {})
+
+
+def read(name: str) -> bytes:
+    return (FIXTURES / "responses" / name).read_bytes()
+
+
+def new_fixer(limits: Limits | None = None, log: logging.LoggerAdapter[Any] = LOG) -> StreamFixer:
+    return StreamFixer("responses", limits or Limits(), log, now=0.0)
+
+
+def frames(data: bytes) -> list[bytes]:
+    """The raw bytes of every complete frame in `data`."""
+    framer = SSEFramer()
+    return [frame.raw for frame in framer.feed(data) + framer.close()]
+
+
+def events(data: bytes) -> list[dict[str, Any]]:
+    """The JSON payloads of `data`'s frames ([DONE] as the string)."""
+    framer = SSEFramer()
+    out: list[Any] = []
+    for frame in framer.feed(data) + framer.close():
+        if frame.data == b"[DONE]":
+            out.append("[DONE]")
+        elif frame.data is not None:
+            out.append(json.loads(frame.data))
+    return out
+
+
+def sse(*payloads: dict[str, Any], event_lines: bool = True) -> bytes:
+    """Build a Responses SSE body from payloads (as the OpenAI API frames them)."""
+    out = []
+    for payload in payloads:
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        if event_lines:
+            out.append(b"event: " + payload["type"].encode() + b"\n")
+        out.append(b"data: " + data + b"\n\n")
+    return b"".join(out)
+
+
+def chunked(data: bytes, sizes: list[int]) -> list[bytes]:
+    """Split `data` into pieces of the given sizes (cycled)."""
+    pieces, pos, i = [], 0, 0
+    while pos < len(data):
+        size = max(1, sizes[i % len(sizes)])
+        pieces.append(data[pos : pos + size])
+        pos += size
+        i += 1
+    return pieces
