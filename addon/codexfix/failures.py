@@ -1,15 +1,14 @@
 """Why a stream ended, and the one table that turns a failure into each protocol's terms.
 
-A dialect never invents error codes: it asks `classify()` for the failure class of
-what happened and `RESPONSES` (one column per protocol) for the code the clients act
-on. Codes follow what the Codex CLI does with them (see DESIGN.md): `server_error` is
+A dialect never invents error codes: it asks `describe()` for the failure (class and
+message) and `RESPONSES` (one column per protocol) for the code the clients act on.
+Codes follow what the Codex CLI does with them (see DESIGN.md): `server_error` is
 retried, `server_is_overloaded` stops at once, `rate_limit_exceeded` waits the
 "try again in Xs" of the message.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -46,7 +45,14 @@ class GraceExpired:
     seconds: float
 
 
-EndCause = UpstreamEnded | UpstreamBroken | UpstreamIdle | GraceExpired
+@dataclass(frozen=True, slots=True)
+class NoResponse:
+    """No response headers within `seconds`; the proxy cancels the upstream request."""
+
+    seconds: float
+
+
+EndCause = UpstreamEnded | UpstreamBroken | UpstreamIdle | GraceExpired | NoResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,12 @@ def describe(cause: EndCause, terminal: str) -> Failure:
                 f"codex-fix: upstream sent nothing for {seconds:.1f}s before {terminal}; "
                 "request cancelled",
             )
+        case NoResponse(seconds):
+            return Failure(
+                FailureClass.NO_HEADERS,
+                f"codex-fix: upstream sent no response headers within {seconds:g}s; "
+                "request cancelled",
+            )
         case _:
             return Failure(
                 FailureClass.TRUNCATED,
@@ -83,33 +95,9 @@ def done_without_terminal(terminal: str) -> Failure:
     return Failure(FailureClass.TRUNCATED, f"codex-fix: upstream sent [DONE] before {terminal}")
 
 
-def no_headers(seconds: float) -> Failure:
-    return Failure(
-        FailureClass.NO_HEADERS,
-        f"codex-fix: upstream sent no response headers within {seconds:g}s; request cancelled",
-    )
-
-
 # The Responses column: `response.failed` `error.code` per failure class.
 RESPONSES: dict[FailureClass, str] = {
     FailureClass.TRUNCATED: "server_error",
     FailureClass.IDLE: "server_error",
     FailureClass.NO_HEADERS: "server_error",
 }
-
-
-def http_error_response(failure: Failure) -> tuple[int, bytes]:
-    """Status and JSON body (OpenAI error shape) for a failure before any response header.
-
-    504 is what a gateway answers when its upstream timed out; the Codex CLI and
-    openai-python retry it as a server error.
-    """
-    body = {
-        "error": {
-            "message": failure.message,
-            "type": "server_error",
-            "param": None,
-            "code": RESPONSES[failure.failure_class],
-        }
-    }
-    return 504, json.dumps(body).encode()

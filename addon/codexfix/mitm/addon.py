@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from typing import Any, NamedTuple
 
 from mitmproxy import ctx, exceptions, flowfilter, http
 
-from .. import failures
 from ..coercion import UnknownTypes
+from ..failures import NoResponse
 from ..fixer import Limits, StreamFixer
-from ..report import StreamReport
 from . import shim
 from .scope import DEFAULT_FILTER, identity_encoded, is_sse_response, wants_sse
 from .stream import FlowStream
@@ -20,7 +20,6 @@ log = logging.getLogger("codexfix")
 
 _MATCHED = "codexfix.matched"
 _SSE_REQUEST = "codexfix.sse_request"
-_NO_HEADERS = "codexfix.no_headers"
 
 
 class Settings(NamedTuple):
@@ -46,6 +45,11 @@ class CodexFix:
     def __init__(self) -> None:
         self.settings: Settings | None = None
         self.unknown_types = UnknownTypes()
+        # The stream of each handled flow, for its summary (not in flow.metadata, which
+        # must stay serializable for flow files).
+        self.streams: weakref.WeakKeyDictionary[http.HTTPFlow, FlowStream] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -134,7 +138,7 @@ class CodexFix:
         assert self.settings is not None
         if self.settings.header_timeout > 0:
             timeout = self.settings.header_timeout
-            shim.await_headers(flow, timeout, lambda: _no_headers_response(flow, timeout))
+            shim.await_headers(flow, timeout, lambda: self._no_headers_response(flow, timeout))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
@@ -157,24 +161,33 @@ class CodexFix:
         response.headers.pop("content-length", None)
         if flow.request.http_version.startswith("HTTP/1"):
             response.headers["transfer-encoding"] = "chunked"
-        fixer = StreamFixer(
-            "responses", self.settings.limits, flog, time.monotonic(), self.unknown_types
-        )
-        response.stream = FlowStream(fixer, flog)
+        response.stream = self._new_stream(flow, flog)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get(_NO_HEADERS):
-            flow_log(flow).info(summary(flow, None, "injected: no_headers"))
-            return
-        stream = flow.response.stream if flow.response else None
-        if isinstance(stream, FlowStream):
+        stream = self.streams.pop(flow, None)
+        if stream is not None:
             flow_log(flow).info(summary(flow, stream, stream.fixer.report.outcome or "?"))
 
     def error(self, flow: http.HTTPFlow) -> None:
-        stream = flow.response.stream if flow.response else None
-        if isinstance(stream, FlowStream):
+        stream = self.streams.pop(flow, None)
+        if stream is not None:
             outcome = f"error: {flow.error.msg if flow.error else '?'}"
             flow_log(flow).info(summary(flow, stream, outcome))
+
+    def _new_stream(self, flow: http.HTTPFlow, flog: FlowLog) -> FlowStream:
+        assert self.settings is not None
+        fixer = StreamFixer(
+            "responses", self.settings.limits, flog, time.monotonic(), self.unknown_types
+        )
+        stream = self.streams[flow] = FlowStream(fixer, flog)
+        return stream
+
+    def _no_headers_response(self, flow: http.HTTPFlow, timeout: float) -> http.Response:
+        """The client asked for a stream: it gets one, holding the injected failure."""
+        stream = self._new_stream(flow, flow_log(flow))
+        body = stream.fixer.finish(NoResponse(timeout))
+        headers = {"content-type": "text/event-stream", "cache-control": "no-cache"}
+        return http.Response.make(200, body, headers)
 
 
 def _seconds(name: str, value: str) -> float:
@@ -187,26 +200,14 @@ def _seconds(name: str, value: str) -> float:
     return seconds
 
 
-def _no_headers_response(flow: http.HTTPFlow, timeout: float) -> http.Response:
-    flow.metadata[_NO_HEADERS] = True
-    failure = failures.no_headers(timeout)
-    flow_log(flow).warning("answered 504: %s", failure.message)
-    status, body = failures.http_error_response(failure)
-    return http.Response.make(status, body, {"content-type": "application/json"})
-
-
-def summary(flow: http.HTTPFlow, stream: FlowStream | None, outcome: str) -> str:
+def summary(flow: http.HTTPFlow, stream: FlowStream, outcome: str) -> str:
     """The one INFO line per matched stream."""
     request = flow.request
     status = flow.response.status_code if flow.response else "-"
     duration = time.time() - request.timestamp_start
     parts = [f"{request.method} {request.host}{request.path.split('?', 1)[0]} {status}"]
-    report = stream.fixer.report if stream else StreamReport("responses")
-    ttfb = (
-        f"{stream.first_byte_at - request.timestamp_start:.2f}s"
-        if stream and stream.first_byte_at
-        else "-"
-    )
+    report = stream.fixer.report
+    ttfb = f"{stream.first_byte_at - request.timestamp_start:.2f}s" if stream.first_byte_at else "-"
     parts += [
         f"model={report.model or '-'}",
         f"events={report.events}",

@@ -1,0 +1,168 @@
+"""The mitmproxy adapter in-process: options, scope, headers, the shim's install."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy.proxy.layers.http import HttpStream
+from mitmproxy.test import taddons, tflow
+
+from codexfix.mitm import shim
+from codexfix.mitm.addon import CodexFix
+from codexfix.mitm.stream import FlowStream
+
+CODEX_URL = "https://chatgpt.com/backend-api/codex/responses"
+
+
+@contextmanager
+def configured() -> Iterator[CodexFix]:
+    """The addon inside a mitmproxy test context, configured with its defaults."""
+    addon = CodexFix()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon)
+        yield addon
+
+
+def flow_for(url: str = CODEX_URL, method: str = "POST", **headers: str) -> http.HTTPFlow:
+    flow = tflow.tflow()
+    flow.request = http.Request.make(method, url, b"{}", headers)
+    return flow
+
+
+def sse_response(
+    status: int = 200, content_type: str | None = "text/event-stream"
+) -> http.Response:
+    response = http.Response.make(status, b"")
+    response.headers["content-length"] = "10"  # as announced by an upstream
+    if content_type:
+        response.headers["content-type"] = content_type
+    else:
+        response.headers.pop("content-type", None)
+    return response
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("codexfix_filter", "~u (", "codexfix_filter: invalid filter expression"),
+        ("codexfix_idle_timeout", "soon", "codexfix_idle_timeout: expected seconds, got 'soon'"),
+        ("codexfix_idle_timeout", "-1", "codexfix_idle_timeout: must be a finite number >= 0"),
+        ("codexfix_terminal_grace", "nan", "codexfix_terminal_grace: must be a finite number"),
+        ("codexfix_header_timeout", "inf", "codexfix_header_timeout: must be a finite number"),
+        ("codexfix_max_event_size", 10, "codexfix_max_event_size: must be at least 1024"),
+    ],
+)
+def test_bad_option_values_are_rejected_naming_the_option(
+    option: str, value: object, message: str
+) -> None:
+    addon = CodexFix()
+    expected = pytest.raises(exceptions.OptionsError, match=message.replace("(", r"\("))
+    with taddons.context(addon) as tctx, expected:
+        tctx.configure(addon, **{option: value})
+
+
+def test_options_are_parsed_into_limits() -> None:
+    addon = CodexFix()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, codexfix_idle_timeout="2.5", codexfix_terminal_grace="0.25")
+        assert addon.settings is not None
+        assert addon.settings.limits.idle_timeout == 2.5
+        assert addon.settings.limits.terminal_grace == 0.25
+
+
+@pytest.mark.parametrize(
+    ("url", "method", "matched"),
+    [
+        (CODEX_URL, "POST", True),
+        ("https://api.openai.com/v1/responses", "POST", True),
+        ("http://127.0.0.1:9/s/x/v1/responses?stream=true", "POST", True),
+        (CODEX_URL, "GET", False),  # the WebSocket upgrade
+        ("https://api.openai.com/v1/responses/resp_1", "GET", False),
+        ("https://api.openai.com/v1/chat/completions", "POST", False),
+        ("https://example.com/v1/responses-archive", "POST", False),
+    ],
+)
+def test_default_filter_scope(url: str, method: str, matched: bool) -> None:
+    with configured() as addon:
+        flow = flow_for(url, method, **{"accept-encoding": "gzip, br"})
+        addon.requestheaders(flow)
+        assert (flow.request.headers["accept-encoding"] == "identity") is matched
+
+
+def test_unmatched_flow_keeps_its_headers() -> None:
+    with configured() as addon:
+        flow = flow_for("https://example.com/other", **{"accept-encoding": "gzip"})
+        before = flow.request.headers.copy()
+        addon.requestheaders(flow)
+        addon.request(flow)
+        flow.response = sse_response()
+        addon.responseheaders(flow)
+        assert flow.request.headers == before
+        assert flow.response.headers["content-length"] == "10"
+        assert flow.response.stream is False
+
+
+def streamed(addon: CodexFix, flow: http.HTTPFlow, response: http.Response) -> bool:
+    addon.requestheaders(flow)
+    addon.request(flow)
+    flow.response = response
+    addon.responseheaders(flow)
+    return isinstance(flow.response.stream, FlowStream)
+
+
+def test_sse_response_gets_the_fixer_and_a_chunked_body() -> None:
+    with configured() as addon:
+        flow = flow_for()
+        assert streamed(addon, flow, sse_response())
+        assert "content-length" not in flow.response.headers
+        assert flow.response.headers["transfer-encoding"] == "chunked"
+
+
+@pytest.mark.parametrize(
+    ("response", "accept", "expected"),
+    [
+        (sse_response(429), "text/event-stream", False),
+        (sse_response(500), "text/event-stream", False),
+        (sse_response(content_type="application/json"), "text/event-stream", False),
+        (sse_response(content_type=None), "text/event-stream", True),  # Codex backend
+        (sse_response(content_type=None), "*/*", False),
+        (sse_response(content_type="text/event-stream; charset=utf-8"), "*/*", True),
+    ],
+)
+def test_which_responses_are_streamed(response: http.Response, accept: str, expected: bool) -> None:
+    with configured() as addon:
+        assert streamed(addon, flow_for(accept=accept), response) is expected
+
+
+def test_stream_true_in_a_zstd_body_asks_for_sse() -> None:
+    with configured() as addon:
+        flow = flow_for(**{"content-encoding": "zstd"})
+        flow.request.content = json.dumps({"model": "gpt-5", "stream": True}).encode()
+        assert flow.request.raw_content != flow.request.content  # really compressed
+        assert streamed(addon, flow, sse_response(content_type=None))
+
+
+def test_content_encoded_sse_passes_untouched_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with configured() as addon:
+        response = sse_response()
+        response.headers["content-encoding"] = "gzip"
+        assert not streamed(addon, flow_for(accept="text/event-stream"), response)
+    assert "content-encoding 'gzip'" in caplog.text
+
+
+def test_shim_installs_once_and_uninstalls_cleanly() -> None:
+    original = HttpStream._handle_event
+    shim.install()
+    patched = HttpStream._handle_event
+    shim.install()  # a hot reload: no double patch
+    assert HttpStream._handle_event is patched is not original
+    shim.uninstall()
+    assert HttpStream._handle_event is original
+    shim.uninstall()
+    assert HttpStream._handle_event is original
