@@ -148,8 +148,12 @@ def test_transport_error_after_the_terminal_adds_only_done() -> None:
     assert fixer.feed(body, 0.0) + fixer.finish(UpstreamBroken("reset")) == body + DONE
 
 
-def test_failure_without_created_uses_a_generated_id() -> None:
+def test_failure_without_created_synthesizes_one_with_a_generated_id() -> None:
     fixer = new_fixer()
-    failed = failed_of(fixer.finish(UpstreamEnded()))
+    out = fixer.finish(UpstreamEnded())
+    created, failed, done = events(out)
+    assert created["type"] == "response.created" and done == "[DONE]"
+    assert created["response"]["status"] == "in_progress"
+    assert failed["response"]["id"] == created["response"]["id"]
     assert failed["response"]["id"].startswith("resp_codexfix_")
     assert "sequence_number" not in failed

@@ -8,7 +8,6 @@ upstream event in order, byte-identical, then exactly one terminal, then [DONE].
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from pathlib import Path
 
@@ -62,6 +61,9 @@ def test_truncation_at_any_offset_yields_one_terminal(
             # The upstream's own terminal is the only one; [DONE] only if we ended it.
             assert tail == (b"" if isinstance(cause, UpstreamEnded) else b"data: [DONE]\n\n")
             continue
+        if not upstream:  # nothing came: the failure gets a response.created of its own
+            created = added.pop(0)
+            assert created["type"] == "response.created"
         assert len(added) == 2 and added[1] == "[DONE]", offset
         injected = added[0]
         assert injected["type"] == "response.failed"
@@ -95,4 +97,8 @@ def test_finish_is_idempotent() -> None:
     fixer.feed(CODEX_BACKEND[0].read_bytes()[:500], 0.0)
     first = fixer.finish(UpstreamEnded())
     assert first and fixer.finish(UpstreamEnded()) == b""
-    assert json.loads(frames(first)[0].split(b"data: ", 1)[1])["type"] == "response.failed"
+    assert [e if e == "[DONE]" else e["type"] for e in events(first)] == [
+        "response.created",  # not yet complete upstream: synthesized
+        "response.failed",
+        "[DONE]",
+    ]

@@ -321,24 +321,43 @@ class ResponsesDialect:
             self.report.outcome = f"injected: {failure.failure_class}"
         self.log.warning("injected response.failed (%s): %s", code, message)
         self._terminal = "response.failed"
+        prefix = b""
+        if self._created is None:
+            # openai-python's stream helper needs response.created before anything else.
+            prefix = self._synthesized_created()
         response: Json = {}
         if self._created is not None:
             created = json.loads(self._created).get("response")
             response = dict(created) if isinstance(created, dict) else {}
-        response.setdefault("id", self._response_id or _generated_id())
-        response.setdefault("object", "response")
-        response.setdefault("created_at", int(time.time()))
+        response.setdefault("id", self._response_id)
         response.update(
             status="failed",
             error={"code": code, "message": message},
             incomplete_details=None,
             output=[item for index in sorted(self._done) if (item := self._item(index))],
         )
-        event: Json = {"type": "response.failed"}
+        return prefix + self._render(self._event("response.failed", response))
+
+    def _synthesized_created(self) -> bytes:
+        self._response_id = self._response_id or _generated_id()
+        response: Json = {
+            "id": self._response_id,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "in_progress",
+            "output": [],
+        }
+        self._created = json.dumps({"type": "response.created", "response": response}).encode()
+        return self._render(self._event("response.created", response))
+
+    def _event(self, event_type: str, response: Json) -> Json:
+        """A lifecycle event numbered after the last one seen (if the stream numbers them)."""
+        event: Json = {"type": event_type}
         if self._seq is not None:
-            event["sequence_number"] = self._seq + 1
+            self._seq += 1
+            event["sequence_number"] = self._seq
         event["response"] = response
-        return self._render(event)
+        return event
 
     def _render(self, event: Json) -> bytes:
         data = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,0 +1,137 @@
+"""Print what a client gets for each Responses fault, through plain mitmdump and codex-fix.
+
+    python scripts/fault_matrix.py            # markdown table for the README
+    python scripts/fault_matrix.py --timeout 5
+
+Starts the mock backend (scripts/mock_backend.py) and two real mitmdump processes in
+reverse mode on 127.0.0.1: one plain (today's baseline), one with addon/codex_fix.py.
+For every fault of scripts/faults.py, httpx (HTTP/1.1) and openai-python's raw
+`responses.create(stream=True)` iteration read the stream; the table shows how the
+body ended and how the stream ended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import openai
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from faults import responses_faults  # noqa: E402
+
+from harness import Mitmdump  # noqa: E402
+from mock_backend import MockBackend, sse_events  # noqa: E402
+
+OPTIONS = {
+    "codexfix_idle_timeout": "2",
+    "codexfix_header_timeout": "2",
+    "codexfix_terminal_grace": "0.5",
+}
+
+
+def httpx_outcome(url: str, timeout: float) -> str:
+    """How the body ended, and the last event the client saw."""
+    start = time.monotonic()
+    body = b""
+    try:
+        with (
+            httpx.Client(timeout=timeout) as client,
+            client.stream(
+                "POST", url, json={"stream": True}, headers={"accept": "text/event-stream"}
+            ) as response,
+        ):
+            if response.status_code != 200:
+                return f"HTTP {response.status_code}"
+            for chunk in response.iter_raw():
+                body += chunk
+    except httpx.ReadTimeout:
+        return f"hang: nothing for {timeout:g}s (ReadTimeout), last event {last_event(body)}"
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}, last event {last_event(body)}"
+    return f"clean end after {time.monotonic() - start:.1f}s, last event {last_event(body)}"
+
+
+def last_event(body: bytes) -> str:
+    events = sse_events(body)
+    if not events:
+        return "none"
+    if events[-1].startswith(b"data: [DONE]"):
+        before = last_event(b"".join(events[:-1]))
+        return f"{before} + [DONE]"
+    line = events[-1].split(b"\n", 1)[0].decode(errors="replace")
+    return line.removeprefix("event: ") if line.startswith("event:") else "data-only"
+
+
+def openai_outcome(base_url: str, timeout: float) -> str:
+    """openai-python's stream helper: the final answer, or what it raised."""
+    client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=timeout)
+    last = "none"
+    try:
+        with client.responses.stream(model="gpt-5", input="hi") as stream:
+            for event in stream:
+                last = event.type
+            final = stream.get_final_response()
+    except openai.APITimeoutError:
+        return f"hang ({timeout:g}s timeout), last event {last}"
+    except (openai.APIError, httpx.HTTPError, RuntimeError, ValueError) as exc:
+        return f"{type(exc).__name__} after {last}: {str(exc)[:70]}"
+    return f"output_text {final.output_text[:24]!r}, {len(final.output)} items"
+
+
+def run(timeout: float) -> list[tuple[str, str, str, str, str]]:
+    faults = responses_faults()
+    rows = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        MockBackend({name: fault.scenario for name, fault in faults.items()}) as backend,
+    ):
+        proxies = {
+            label: Mitmdump(
+                (),
+                mode=f"reverse:{backend.http_url}",
+                confdir=Path(tmp) / label / "conf",
+                script=script,
+                options=OPTIONS if script else {},
+                log_path=Path(tmp) / label / "mitmdump.log",
+            ).start()
+            for label, script in (("plain", None), ("fixed", ROOT / "addon/codex_fix.py"))
+        }
+        try:
+            for name, fault in faults.items():
+                row: list[str] = [fault.description]
+                for label in ("plain", "fixed"):
+                    base = f"{proxies[label].url}/s/{name}"
+                    row.append(httpx_outcome(f"{base}/v1/responses", timeout))
+                    row.append(openai_outcome(f"{base}/v1", timeout))
+                rows.append((row[0], row[1], row[2], row[3], row[4]))
+        finally:
+            for proxy in proxies.values():
+                proxy.stop()
+    return rows
+
+
+def markdown(rows: list[tuple[str, str, str, str, str]]) -> str:
+    header = (
+        "| upstream fault | plain mitmdump: httpx | plain: openai `responses.stream()` | "
+        "codex-fix: httpx | codex-fix: openai `responses.stream()` |\n|---|---|---|---|---|\n"
+    )
+    return header + "".join("| " + " | ".join(row) + " |\n" for row in rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--timeout", type=float, default=5.0, help="client read timeout (s)")
+    args = parser.parse_args()
+    print(markdown(run(args.timeout)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
