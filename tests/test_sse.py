@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from codexfix.sse import Frame, SSEFramer
+from codexfix.sse import Frame, SSEFramer, parse_frame, parse_lines
 
 from transcripts import FIXTURES, chunked
 
@@ -136,3 +138,16 @@ def test_chunking_never_changes_frames(data: bytes, cuts: list[int]) -> None:
     got, tail2 = feed_all(chunked(data, cuts))
     assert got == whole and tail2 == tail
     assert b"".join(f.raw for f in got) + tail2 == data
+
+
+@given(data=_SSE_BYTES)
+def test_fast_path_parses_like_the_general_parser(data: bytes) -> None:
+    frame = data + b"\n\n"
+    assert parse_frame(frame) == parse_lines(frame)
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*/*.sse")), ids=lambda p: p.name)
+def test_fast_path_parses_real_frames_like_the_general_parser(path: Path) -> None:
+    framer = SSEFramer()
+    for frame in framer.feed(path.read_bytes()):
+        assert parse_frame(frame.raw) == parse_lines(frame.raw)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -71,7 +71,7 @@ class Coercer(Generic[M]):
             return None
 
     def _report(self, data: bytes, event_name: str | None, exc: ValidationError) -> None:
-        error: dict[str, Any] = exc.errors(include_url=False)[0]
+        error = exc.errors(include_url=False)[0]
         type_match = _TYPE.search(data)
         event_type = type_match.group(1).decode() if type_match else event_name or "?"
         if error["type"] == "union_tag_invalid":

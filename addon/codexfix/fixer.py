@@ -80,9 +80,9 @@ class StreamFixer:
             frames = self._framer.feed(data)
         except Exception as exc:
             return self._go_raw(exc, b"")
-        out, exc = self._forward(frames)
-        if exc is not None:
-            return self._count(self._go_raw(exc, out))
+        out, error = self._forward(frames)
+        if error is not None:
+            return self._count(self._go_raw(error, out))
         if self._framer.buffered > self.limits.max_event_size:
             self.log.warning(
                 "an SSE event is larger than %d bytes: passing the rest of the stream through "
@@ -106,9 +106,9 @@ class StreamFixer:
         except Exception as exc:
             self._go_raw(exc, b"")
             return self._count(self._framer.take_tail())
-        out, exc = self._forward(frames)
-        if exc is not None:
-            return self._count(self._go_raw(exc, out))
+        out, error = self._forward(frames)
+        if error is not None:
+            return self._count(self._go_raw(error, out))
         self._drop_tail()
         try:
             out += self.dialect.finish(cause)

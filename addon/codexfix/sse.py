@@ -16,7 +16,7 @@ at the very end of the buffer waits for the next byte, because it may be half a 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _BOM = b"\xef\xbb\xbf"
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -26,9 +26,11 @@ _FRAME_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 _LEADING_LINE_END = re.compile(rb"\r\n|\r(?!\n)|\n")
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One SSE frame: its exact bytes and the fields the spec parses out of them."""
+class Frame(NamedTuple):
+    """One SSE frame: its exact bytes and the fields the spec parses out of them.
+
+    A NamedTuple: built once per event on the hot path, it is the cheapest value object.
+    """
 
     raw: bytes
     event: str | None = None
@@ -142,6 +144,11 @@ def _is_pending_cr(buf: bytearray, end: int) -> bool:
 
 def parse_frame(raw: bytes, *, strip_bom: bool = False) -> Frame:
     """Parse the fields of one frame (WHATWG rules) from its bytes."""
+    return _parse_common(raw) or parse_lines(raw, strip_bom=strip_bom)
+
+
+def parse_lines(raw: bytes, *, strip_bom: bool = False) -> Frame:
+    """The general parser: line by line, every field and line ending."""
     text = raw
     if strip_bom and text.startswith(_BOM):
         text = text[len(_BOM) :]
@@ -171,3 +178,25 @@ def parse_frame(raw: bytes, *, strip_bom: bool = False) -> Frame:
             retry = int(value)
     data = b"\n".join(data_lines) if data_lines else None
     return Frame(raw, event, data, event_id, retry, tuple(comments))
+
+
+def _parse_common(raw: bytes) -> Frame | None:
+    """`event: X` LF `data: Y` LF LF, or `data: Y` LF LF: nearly every real frame.
+
+    The general loop below gives the same result; this only skips its per-line work.
+    """
+    end = len(raw) - 2
+    if not raw.endswith(b"\n\n") or b"\r" in raw:
+        return None
+    event = None
+    start = 0
+    if raw.startswith(b"event: "):
+        start = raw.find(b"\n") + 1
+        event = raw[7 : start - 1]
+    if not raw.startswith(b"data: ", start):
+        return None
+    if raw.find(b"\n", start) != end:  # more than one data line, or other fields
+        return None
+    return Frame(
+        raw, event.decode("utf-8", "replace") if event is not None else None, raw[start + 6 : end]
+    )

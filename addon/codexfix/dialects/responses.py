@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..coercion import Coercer
@@ -55,6 +56,15 @@ class ResponsesDialect:
         self._terminal: str | None = None
         self._done_sent = False
         self._dropped_after_terminal = 0
+        self._handlers: dict[type, Callable[[Any, Frame, bytes], bytes]] = {
+            m.TextDelta: self._on_text_delta,
+            m.ItemDelta: self._on_item_delta,
+            m.ContentPartEvent: self._on_content_part,
+            m.OutputItemEvent: self._on_output_item,
+            m.Lifecycle: self._on_lifecycle,
+            m.Terminal: self._on_terminal_model,
+            m.ErrorEvent: self._on_error_model,
+        }
 
     @property
     def terminal_seen(self) -> bool:
@@ -83,31 +93,48 @@ class ResponsesDialect:
             return self._on_unmodelled(frame, data)
         if model.sequence_number is not None:
             self._seq = model.sequence_number
-        match model:
-            case m.TextDelta(output_index=oi, content_index=ci, delta=delta):
-                if oi not in self._done:
-                    self._text.setdefault(oi, {}).setdefault(ci, []).append(delta)
-                    if model.item_id:
-                        self._text_item_ids[oi] = model.item_id
-            case m.ItemDelta(output_index=oi, delta=delta):
-                if oi not in self._done:
-                    self._args.setdefault(oi, []).append(delta)
-            case m.ContentPartEvent(output_index=oi, content_index=ci, part=part):
-                self._part_types[(oi, ci)] = part.type
-            case m.OutputItemEvent(type="response.output_item.added", output_index=oi):
-                self._added[oi] = data
-            case m.OutputItemEvent(output_index=oi, item=item):
-                self._item_done(oi, item.id, data)
-            case m.Lifecycle(type=lifecycle, response=response):
-                # created is the base of an injected failure; in_progress stands in for it.
-                if lifecycle == "response.created" or self._created is None:
-                    self._created = data
-                    self._response_id = response.id
-                    self.report.model = response.model
-            case m.Terminal(type=terminal):
-                return self._on_terminal(frame, terminal)
-            case m.ErrorEvent():
-                self._on_error(json.loads(data))
+        # Dispatch on the exact class: a dict lookup, where class patterns would cost an
+        # isinstance() through pydantic's metaclass per case.
+        handler = self._handlers.get(type(model))
+        return frame.raw if handler is None else handler(model, frame, data)
+
+    def _on_text_delta(self, event: m.TextDelta, frame: Frame, data: bytes) -> bytes:
+        index = event.output_index
+        if index not in self._done:
+            self._text.setdefault(index, {}).setdefault(event.content_index, []).append(event.delta)
+            if event.item_id:
+                self._text_item_ids[index] = event.item_id
+        return frame.raw
+
+    def _on_item_delta(self, event: m.ItemDelta, frame: Frame, data: bytes) -> bytes:
+        if event.output_index not in self._done:
+            self._args.setdefault(event.output_index, []).append(event.delta)
+        return frame.raw
+
+    def _on_content_part(self, event: m.ContentPartEvent, frame: Frame, data: bytes) -> bytes:
+        self._part_types[(event.output_index, event.content_index)] = event.part.type
+        return frame.raw
+
+    def _on_output_item(self, event: m.OutputItemEvent, frame: Frame, data: bytes) -> bytes:
+        if event.type == "response.output_item.added":
+            self._added[event.output_index] = data
+        else:
+            self._item_done(event.output_index, event.item.id, data)
+        return frame.raw
+
+    def _on_lifecycle(self, event: m.Lifecycle, frame: Frame, data: bytes) -> bytes:
+        # created is the base of an injected failure; in_progress stands in for it.
+        if event.type == "response.created" or self._created is None:
+            self._created = data
+            self._response_id = event.response.id
+            self.report.model = event.response.model
+        return frame.raw
+
+    def _on_terminal_model(self, event: m.Terminal, frame: Frame, data: bytes) -> bytes:
+        return self._on_terminal(frame, event.type)
+
+    def _on_error_model(self, event: m.ErrorEvent, frame: Frame, data: bytes) -> bytes:
+        self._on_error(json.loads(data))
         return frame.raw
 
     def _on_unmodelled(self, frame: Frame, data: bytes) -> bytes:
@@ -362,7 +389,8 @@ class ResponsesDialect:
     def _render(self, event: Json) -> bytes:
         data = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
         if self._event_lines:
-            return b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n"
+            name = str(event["type"]).encode()
+            return b"event: " + name + b"\ndata: " + data + b"\n\n"
         return b"data: " + data + b"\n\n"
 
 

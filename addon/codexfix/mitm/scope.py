@@ -31,11 +31,12 @@ def wants_sse(request: http.Request) -> bool:
 
 def is_sse_response(response: http.Response, sse_requested: bool) -> bool:
     """An SSE response by its Content-Type, or one without any that was asked for as SSE."""
-    content_type = response.headers.get("content-type")
+    content_type: str | None = response.headers.get("content-type")
     if content_type is None:
         return sse_requested  # the Codex backend may omit it
     return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
 
 
 def identity_encoded(response: http.Response) -> bool:
-    return response.headers.get("content-encoding", "identity").strip().lower() in ("", "identity")
+    encoding: str = response.headers.get("content-encoding", "identity")
+    return encoding.strip().lower() in ("", "identity")

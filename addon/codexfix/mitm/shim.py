@@ -34,7 +34,7 @@ from mitmproxy.proxy.layers import http as layers_http
 from mitmproxy.proxy.layers.http import HttpStream
 
 try:  # mitmproxy >= 12
-    from mitmproxy.proxy.layers.http import ErrorCode
+    from mitmproxy.proxy.layers.http import ErrorCode  # type: ignore[attr-defined,unused-ignore]
 
     _CANCEL: Any = ErrorCode.CANCEL
 except ImportError:  # mitmproxy 11: integer codes; 499 maps to HTTP/2 CANCEL
@@ -119,50 +119,66 @@ def uninstall() -> None:
     log.debug("HttpStream patch removed")
 
 
-# -- state helpers ----------------------------------------------------------------------
+# -- per-stream state -------------------------------------------------------------------
+
+# A wake-up cannot be cancelled, and until it fires mitmproxy keeps the stream (and so the
+# flow) alive; short steps let a finished stream go within a second, whatever its timeouts.
+_MAX_WAKEUP_DELAY = 1.0
 
 
-def _managed(stream: HttpStream) -> ManagedStream | None:
-    flow = getattr(stream, "flow", None)
-    response = flow.response if flow is not None else None
-    callback = response.stream if response is not None else None
-    return callback if isinstance(callback, ManagedStream) else None
+class _State:
+    """What the shim keeps on an HttpStream (one attribute, `_codexfix`)."""
+
+    __slots__ = ("due", "finished", "managed", "wakeup")
+
+    def __init__(self) -> None:
+        self.managed: ManagedStream | None = None
+        self.due: float | None = None  # when the pending wake-up fires
+        self.wakeup: commands.RequestWakeup | None = None  # the current one
+        self.finished = False  # the client response is complete: ignore the rest
 
 
-def _finished(stream: HttpStream) -> bool:
-    return getattr(stream, "_codexfix_finished", False)
+def _state(stream: HttpStream) -> _State:
+    state: _State | None = getattr(stream, "_codexfix", None)
+    if state is None:
+        state = _State()
+        stream._codexfix = state  # type: ignore[attr-defined]
+    return state
 
 
-def _streaming(stream: HttpStream) -> bool:
+def _streaming(stream: HttpStream, state: _State) -> bool:
     return (
         stream.server_state == stream.state_stream_response_body
         and stream.client_state != stream.state_errored
-        and not _finished(stream)
+        and not state.finished
     )
 
 
 def _waiting_for_headers(stream: HttpStream) -> HeaderWait | None:
     flow = getattr(stream, "flow", None)
-    if flow is None or _finished(stream) or flow.response is not None:
+    if flow is None or flow.response is not None or flow not in _header_waits:
         return None
     if stream.server_state != stream.state_wait_for_response_headers:
         return None
     if stream.client_state != stream.state_done:  # request not sent upstream yet
         return None
-    return _header_waits.get(flow)
+    if _state(stream).finished:
+        return None
+    return _header_waits[flow]
 
 
 def _arm(stream: HttpStream, deadline: float | None) -> CommandGenerator:
-    """Ask for a wake-up at `deadline`, unless one at or before it is pending."""
+    """Ask for a wake-up by `deadline`, unless one at or before it is pending."""
     if deadline is None:
         return
-    due = getattr(stream, "_codexfix_due", None)
-    if due is not None and due <= deadline:
+    state = _state(stream)
+    now = time.monotonic()
+    wake = min(deadline, now + _MAX_WAKEUP_DELAY)
+    if state.due is not None and state.due <= wake:
         return
-    stream._codexfix_due = deadline  # type: ignore[attr-defined]
-    wakeup = commands.RequestWakeup(max(deadline - time.monotonic(), 0.001))
-    stream._codexfix_wakeup = wakeup  # type: ignore[attr-defined]
-    yield wakeup
+    state.due = wake
+    state.wakeup = commands.RequestWakeup(max(wake - now, 0.001))
+    yield state.wakeup
 
 
 def _cancel_upstream(stream: HttpStream, reason: str) -> CommandGenerator:
@@ -174,26 +190,26 @@ def _cancel_upstream(stream: HttpStream, reason: str) -> CommandGenerator:
 
 def _end_response(stream: HttpStream, cancel_reason: str | None) -> CommandGenerator:
     """End the client response through mitmproxy's own end-of-message path."""
-    stream._codexfix_finished = True  # type: ignore[attr-defined]
+    _state(stream).finished = True  # set first: our cancel may echo back as an error
     if cancel_reason is not None:
         yield from _cancel_upstream(stream, cancel_reason)
     yield from stream.state_stream_response_body(layers_http.ResponseEndOfMessage(stream.stream_id))
 
 
-def _on_wakeup(stream: HttpStream, now: float) -> CommandGenerator:
-    stream._codexfix_due = None  # type: ignore[attr-defined]
+def _on_wakeup(stream: HttpStream, state: _State, now: float) -> CommandGenerator:
+    state.due = None
     wait = _waiting_for_headers(stream)
     if wait is not None:
         if now < wait.deadline:
             yield from _arm(stream, wait.deadline)
             return
-        stream._codexfix_finished = True  # type: ignore[attr-defined]
+        state.finished = True
         yield from _cancel_upstream(stream, "codex-fix: no response headers")
         stream.flow.response = wait.respond()
         yield from stream.send_response()
         return
-    managed = _managed(stream)
-    if managed is None or not _streaming(stream):
+    managed = state.managed
+    if managed is None or not _streaming(stream, state):
         return
     deadline = managed.deadline()
     if deadline is not None and now >= deadline:
@@ -210,20 +226,23 @@ def _make_handle_event(
     original: Callable[..., CommandGenerator],
 ) -> Callable[..., CommandGenerator]:
     def _handle_event(self: HttpStream, event: events.Event) -> CommandGenerator:
+        state: _State | None = getattr(self, "_codexfix", None)
         if isinstance(event, events.Wakeup):
             # HttpStream itself never asks for wake-ups: every one routed here is ours,
             # but only the latest is current.
-            if event.command is getattr(self, "_codexfix_wakeup", None):
-                yield from _on_wakeup(self, time.monotonic())
+            if state is not None and event.command is state.wakeup:
+                yield from _on_wakeup(self, state, time.monotonic())
             return
-        managed = _managed(self)
-        if managed is not None and isinstance(event, layers_http.ResponseData) and not event.data:
+        managed = state.managed if state is not None else None
+        if managed is not None and type(event) is layers_http.ResponseData and not event.data:
             # Empty HTTP/2 DATA frames (mitmproxy 11 also passes the END_STREAM one):
             # b"" must mean end of message only.
             return
         yield from original(self, event)
-        if managed is not None and _streaming(self):
-            yield from _arm(self, managed.deadline())  # a terminal event shortens it
+        if managed is not None:
+            assert state is not None
+            if _streaming(self, state):
+                yield from _arm(self, managed.deadline())  # a terminal event shortens it
         elif (wait := _waiting_for_headers(self)) is not None:
             yield from _arm(self, wait.deadline)
 
@@ -237,18 +256,14 @@ def _make_handle_protocol_error(
         self: HttpStream,
         event: layers_http.RequestProtocolError | layers_http.ResponseProtocolError,
     ) -> CommandGenerator:
-        if _finished(self) and isinstance(event, layers_http.ResponseProtocolError):
-            # The answer to our own cancel, for a response that is already complete.
-            return
-        managed = _managed(self)
-        if (
-            managed is not None
-            and isinstance(event, layers_http.ResponseProtocolError)
-            and _streaming(self)
-        ):
-            managed.upstream_broken(event.message)
-            yield from _end_response(self, None)
-            return
+        state: _State | None = getattr(self, "_codexfix", None)
+        if state is not None and isinstance(event, layers_http.ResponseProtocolError):
+            if state.finished:
+                return  # the answer to our own cancel, for a response already complete
+            if state.managed is not None and _streaming(self, state):
+                state.managed.upstream_broken(event.message)
+                yield from _end_response(self, None)
+                return
         yield from original(self, event)
 
     return handle_protocol_error
@@ -259,9 +274,12 @@ def _make_start_response_stream(
 ) -> Callable[..., CommandGenerator]:
     def start_response_stream(self: HttpStream) -> CommandGenerator:
         yield from original(self)
-        managed = _managed(self)
-        if managed is not None:
-            self._codexfix_due = None  # type: ignore[attr-defined]
-            yield from _arm(self, managed.deadline())
+        assert self.flow.response is not None
+        callback = self.flow.response.stream
+        if isinstance(callback, ManagedStream):
+            state = _state(self)
+            state.managed = callback
+            state.due = None  # a pending header wake-up is no longer current
+            yield from _arm(self, callback.deadline())
 
     return start_response_stream
