@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -166,3 +168,15 @@ def test_shim_installs_once_and_uninstalls_cleanly() -> None:
     assert HttpStream._handle_event is original
     shim.uninstall()
     assert HttpStream._handle_event is original
+
+
+def test_a_header_wait_does_not_keep_its_flow_alive() -> None:
+    with configured() as addon:
+        flow = flow_for(accept="text/event-stream")
+        addon.requestheaders(flow)
+        addon.request(flow)
+        assert flow in shim._header_waits
+        ref = weakref.ref(flow)
+        del flow
+        gc.collect()
+        assert ref() is None

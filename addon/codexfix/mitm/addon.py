@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from functools import partial
 from typing import Any, NamedTuple
 
 from mitmproxy import ctx, exceptions, flowfilter, http
@@ -138,7 +139,7 @@ class CodexFix:
         assert self.settings is not None
         if self.settings.header_timeout > 0:
             timeout = self.settings.header_timeout
-            shim.await_headers(flow, timeout, lambda: self._no_headers_response(flow, timeout))
+            shim.await_headers(flow, timeout, partial(self._no_headers_response, timeout=timeout))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response

@@ -68,9 +68,13 @@ class ManagedStream(ABC):
 
 
 class HeaderWait:
-    """A request whose upstream must send response headers before `deadline`."""
+    """A request whose upstream must send response headers before `deadline`.
 
-    def __init__(self, deadline: float, respond: Callable[[], http.Response]) -> None:
+    `respond(flow)` makes the answer; it must not hold the flow itself, or the weak
+    registry below could never let the flow go.
+    """
+
+    def __init__(self, deadline: float, respond: Callable[[http.HTTPFlow], http.Response]) -> None:
         self.deadline = deadline
         self.respond = respond
 
@@ -79,9 +83,9 @@ _header_waits: weakref.WeakKeyDictionary[http.HTTPFlow, HeaderWait] = weakref.We
 
 
 def await_headers(
-    flow: http.HTTPFlow, seconds: float, respond: Callable[[], http.Response]
+    flow: http.HTTPFlow, seconds: float, respond: Callable[[http.HTTPFlow], http.Response]
 ) -> None:
-    """If no response headers come within `seconds`, cancel upstream and answer `respond()`."""
+    """If no response headers come within `seconds`, cancel upstream, answer `respond(flow)`."""
     _header_waits[flow] = HeaderWait(time.monotonic() + seconds, respond)
 
 
@@ -156,7 +160,10 @@ def _streaming(stream: HttpStream, state: _State) -> bool:
 
 def _waiting_for_headers(stream: HttpStream) -> HeaderWait | None:
     flow = getattr(stream, "flow", None)
-    if flow is None or flow.response is not None or flow not in _header_waits:
+    if flow is None or flow not in _header_waits:
+        return None
+    if flow.response is not None:
+        del _header_waits[flow]  # answered in time
         return None
     if stream.server_state != stream.state_wait_for_response_headers:
         return None
@@ -205,7 +212,8 @@ def _on_wakeup(stream: HttpStream, state: _State, now: float) -> CommandGenerato
             return
         state.finished = True
         yield from _cancel_upstream(stream, "codex-fix: no response headers")
-        stream.flow.response = wait.respond()
+        del _header_waits[stream.flow]
+        stream.flow.response = wait.respond(stream.flow)
         yield from stream.send_response()
         return
     managed = state.managed
