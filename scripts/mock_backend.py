@@ -103,6 +103,9 @@ class RecordedRequest:
     http_version: str
     scenario: str
     tls: bool
+    # The proxy gave up on the request while the backend held it (a stall, or no headers
+    # yet): h1 closed the connection, h2 reset the stream. Shows an upstream cancel.
+    abandoned: bool = False
 
     def header(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
@@ -388,10 +391,13 @@ def h1_piece(sc: Scenario, part: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(part), part)
 
 
-async def h1_respond(sc: Scenario, writer: asyncio.StreamWriter, stream: _BufferedStream) -> bool:
+async def h1_respond(
+    sc: Scenario, writer: asyncio.StreamWriter, stream: _BufferedStream, recorded: RecordedRequest
+) -> bool:
     """Play ``sc`` on an HTTP/1.1 connection; return True to keep it alive."""
     if sc.headers_delay is None:
         await stream.wait_eof()
+        recorded.abandoned = True
         return False
     await asyncio.sleep(sc.headers_delay)
     writer.write(h1_head(sc))
@@ -401,10 +407,12 @@ async def h1_respond(sc: Scenario, writer: asyncio.StreamWriter, stream: _Buffer
             await asyncio.sleep(sc.delay)
         writer.write(h1_piece(sc, part))
         await writer.drain()
-    return await _h1_end(sc, writer, stream)
+    return await _h1_end(sc, writer, stream, recorded)
 
 
-async def _h1_end(sc: Scenario, writer: asyncio.StreamWriter, stream: _BufferedStream) -> bool:
+async def _h1_end(
+    sc: Scenario, writer: asyncio.StreamWriter, stream: _BufferedStream, recorded: RecordedRequest
+) -> bool:
     """Finish an h1 response according to ``sc.end``; True = keep alive."""
     if sc.end == "eof":
         if sc.framing == "chunked":
@@ -415,6 +423,7 @@ async def _h1_end(sc: Scenario, writer: asyncio.StreamWriter, stream: _BufferedS
         reset_connection(writer)
     elif sc.end == "stall":
         await stream.wait_eof()
+        recorded.abandoned = True
     return False
 
 
@@ -436,6 +445,7 @@ class _H2Stream:
     body: bytearray = field(default_factory=bytearray)
     window: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    reset_by_peer: bool = False
 
 
 class _H2Connection:
@@ -496,6 +506,7 @@ class _H2Connection:
         elif isinstance(event, h2.events.StreamReset):
             st = self.streams.get(event.stream_id)
             if st is not None and st.task is not None:
+                st.reset_by_peer = True
                 st.task.cancel()
         elif isinstance(event, h2.events.WindowUpdated):
             self._wake(event.stream_id)
@@ -516,20 +527,17 @@ class _H2Connection:
             headers.insert(0, ("host", pseudo[":authority"]))
         path = pseudo.get(":path", "/")
         name, sc = self.backend.resolve(path, headers)
-        self.backend.record(
-            RecordedRequest(
-                pseudo.get(":method", ""),
-                path,
-                headers,
-                bytes(st.body),
-                "HTTP/2",
-                name,
-                self.tls,
-            )
+        recorded = RecordedRequest(
+            pseudo.get(":method", ""), path, headers, bytes(st.body), "HTTP/2", name, self.tls
         )
+        self.backend.record(recorded)
         # The stream or the connection may go away underneath us.
         with contextlib.suppress(h2.exceptions.ProtocolError, ConnectionError):
-            await self._play(stream_id, st, sc)
+            try:
+                await self._play(stream_id, st, sc)
+            except asyncio.CancelledError:
+                recorded.abandoned = st.reset_by_peer
+                raise
 
     async def _play(self, stream_id: int, st: _H2Stream, sc: Scenario) -> None:
         """Send headers, DATA frames and the ending that ``sc`` asks for."""
@@ -783,18 +791,11 @@ class MockBackend:
         """Answer HTTP/1.1 requests sequentially while keep-alive applies."""
         while (req := await read_h1_request(stream)) is not None:
             name, sc = self.resolve(req.path, req.headers)
-            self.record(
-                RecordedRequest(
-                    req.method,
-                    req.path,
-                    req.headers,
-                    req.body,
-                    "HTTP/1.1",
-                    name,
-                    tls,
-                )
+            recorded = RecordedRequest(
+                req.method, req.path, req.headers, req.body, "HTTP/1.1", name, tls
             )
-            keep_alive = await h1_respond(sc, writer, stream)
+            self.record(recorded)
+            keep_alive = await h1_respond(sc, writer, stream, recorded)
             if not keep_alive or req.wants_close():
                 return
 

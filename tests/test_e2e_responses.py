@@ -8,11 +8,12 @@ socket (the chunked terminator) and openai-python (what an SDK user sees).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,8 @@ def test_every_fault_reaches_httpx_well_formed(
     request = backend.requests_for(name)[-1]
     assert request.http_version == response.http_version  # the upstream spoke it too
     assert request.header("accept-encoding") == "identity"
+    if name in ("stall", "hold-open", "no-headers"):  # the upstream request was cancelled
+        wait_until(lambda: request.abandoned, f"{name}: upstream request not cancelled")
 
 
 @pytest.mark.parametrize("name", ["healthy", "empty-output", "cut", "reset", "stall", "no-headers"])
@@ -247,8 +250,9 @@ def test_openai_raw_iteration_ends_with_response_failed(
 
 def test_summary_line_per_stream(proxies: dict[str, Mitmdump]) -> None:
     proxy = proxies["h1"]
-    with httpx.Client(timeout=TIMEOUT) as client:
-        post_raw(client, f"{proxy.url}/s/healthy/v1/responses?summary=1")
+    secrets = {"cookie": "session=sk-canary-cookie", "chatgpt-account-id": "sk-canary-account"}
+    with httpx.Client(timeout=TIMEOUT, headers=secrets) as client:
+        post_raw(client, f"{proxy.url}/s/healthy/v1/responses?key=sk-canary-query")
         post_raw(client, f"{proxy.url}/s/cut/v1/responses?summary=2")
     log = wait_for_log(proxy, "/s/cut/v1/responses 200")
     [healthy] = [
@@ -259,7 +263,10 @@ def test_summary_line_per_stream(proxies: dict[str, Mitmdump]) -> None:
     assert f"bytes={len(b''.join(FRAMES))}->{len(b''.join(FRAMES))}" in healthy
     cut = [line for line in log.splitlines() if "summary: POST" in line and "/s/cut/" in line][-1]
     assert "outcome=injected: truncated" in cut and "events=10" in cut
-    assert "sk-test" not in log  # never a secret in the log
+    ours = [line for line in log.splitlines() if re.search(r"\] \[[0-9a-f]{8} ", line)]
+    assert len(ours) >= 2
+    for secret in ("sk-test", "sk-canary-query", "sk-canary-cookie", "sk-canary-account"):
+        assert not [line for line in ours if secret in line]  # never a secret in our lines
 
 
 def test_unmatched_flows_are_untouched(proxies: dict[str, Mitmdump], backend: MockBackend) -> None:
@@ -272,6 +279,13 @@ def test_unmatched_flows_are_untouched(proxies: dict[str, Mitmdump], backend: Mo
     assert request.path == "/s/healthy/v1/embeddings"
     assert request.header("accept-encoding") != "identity"
     assert "/v1/embeddings 200" not in proxy.log_text()  # no summary: not ours
+
+
+def wait_until(condition: Callable[[], bool], message: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.02)
 
 
 def wait_for_log(proxy: Mitmdump, needle: str, timeout: float = 10.0) -> str:

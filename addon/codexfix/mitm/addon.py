@@ -39,7 +39,12 @@ class FlowLog(logging.LoggerAdapter[logging.Logger]):
 
 
 def flow_log(flow: http.HTTPFlow) -> FlowLog:
-    return FlowLog(log, {"flow": f"{flow.id[:8]} {flow.request.host}{flow.request.path}"})
+    return FlowLog(log, {"flow": f"{flow.id[:8]} {_where(flow.request)}"})
+
+
+def _where(request: http.Request) -> str:
+    """Host and path, without the query: a query may carry a key (`?key=…`)."""
+    return request.host + request.path.split("?", 1)[0]
 
 
 class CodexFix:
@@ -206,7 +211,7 @@ def summary(flow: http.HTTPFlow, stream: FlowStream, outcome: str) -> str:
     request = flow.request
     status = flow.response.status_code if flow.response else "-"
     duration = time.time() - request.timestamp_start
-    parts = [f"{request.method} {request.host}{request.path.split('?', 1)[0]} {status}"]
+    parts = [f"{request.method} {_where(request)} {status}"]
     report = stream.fixer.report
     ttfb = f"{stream.first_byte_at - request.timestamp_start:.2f}s" if stream.first_byte_at else "-"
     parts += [
