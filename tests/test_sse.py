@@ -151,3 +151,15 @@ def test_fast_path_parses_real_frames_like_the_general_parser(path: Path) -> Non
     framer = SSEFramer()
     for frame in framer.feed(path.read_bytes()):
         assert parse_frame(frame.raw) == parse_lines(frame.raw)
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+def test_a_long_line_in_small_pieces_is_searched_once(eol: bytes) -> None:
+    """O(n): each feed searches only the new bytes (plus the few a line end may span)."""
+    framer = SSEFramer()
+    framer.feed(b"event: x" + eol + b"data: ")  # also sets the line-ending mode
+    for _ in range(130):  # a 13 KB data line in 100-byte pieces
+        framer.feed(b"d" * 100)
+        assert framer._searched == framer.buffered  # where the next search starts
+    [frame] = framer.feed(eol + eol)
+    assert frame.data == b"d" * 13000

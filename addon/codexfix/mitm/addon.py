@@ -162,10 +162,10 @@ class CodexFix:
                 response.headers["content-encoding"],
             )
             return
-        # The body length may change: drop content-length; an HTTP/1 client gets a chunked
+        # The body length may change: drop content-length; an HTTP/1.1 client gets a chunked
         # body so that the end of the body is explicit (0\r\n\r\n), never a close.
         response.headers.pop("content-length", None)
-        if flow.request.http_version.startswith("HTTP/1"):
+        if flow.request.http_version == "HTTP/1.1":
             response.headers["transfer-encoding"] = "chunked"
         response.stream = self._new_stream(flow, flog)
 
