@@ -142,12 +142,14 @@ class StreamFixer:
 
     def _forward(self, frames: list[Frame]) -> tuple[bytes, Exception | None]:
         """The dialect's bytes for `frames`; if it raises, the frames from there on raw."""
-        out = []
-        for i, frame in enumerate(frames):
-            try:
-                out.append(self.dialect.on_frame(frame))
-            except Exception as exc:
-                return b"".join(out) + b"".join(f.raw for f in frames[i:]), exc
+        out: list[bytes] = []
+        on_frame = self.dialect.on_frame
+        try:
+            for frame in frames:
+                out.append(on_frame(frame))
+        except Exception as exc:
+            failed_at = len(out)
+            return b"".join(out) + b"".join(f.raw for f in frames[failed_at:]), exc
         return b"".join(out), None
 
     def _go_raw(self, exc: BaseException | None, pending: bytes) -> bytes:

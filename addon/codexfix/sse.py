@@ -126,12 +126,15 @@ class SSEFramer:
     def _cut(self, ends: list[int]) -> list[Frame]:
         if not ends:
             return []
-        buf = self._buf
+        buf, cr = self._buf, self._cr_seen
         frames, start = [], 0
-        for end in ends:
-            raw = bytes(buf[start:end])
-            frames.append(parse_frame(raw, strip_bom=self._at_stream_start))
+        if self._at_stream_start:  # a BOM may open the stream, and only the stream
             self._at_stream_start = False
+            frames.append(parse_lines(bytes(buf[: ends[0]]), strip_bom=True))
+            start = ends[0]
+            ends = ends[1:]
+        for end in ends:
+            frames.append(parse_frame(bytes(buf[start:end]), cr))
             start = end
         del buf[:start]
         return frames
@@ -142,9 +145,12 @@ def _is_pending_cr(buf: bytearray, end: int) -> bool:
     return end == len(buf) and buf[end - 1 : end] == b"\r"
 
 
-def parse_frame(raw: bytes, *, strip_bom: bool = False) -> Frame:
-    """Parse the fields of one frame (WHATWG rules) from its bytes."""
-    return _parse_common(raw) or parse_lines(raw, strip_bom=strip_bom)
+def parse_frame(raw: bytes, cr_possible: bool = True) -> Frame:
+    """Parse the fields of one frame (WHATWG rules) from its bytes.
+
+    `cr_possible=False` promises the frame holds no CR (the framer knows when).
+    """
+    return _parse_common(raw, cr_possible) or parse_lines(raw)
 
 
 def parse_lines(raw: bytes, *, strip_bom: bool = False) -> Frame:
@@ -180,13 +186,13 @@ def parse_lines(raw: bytes, *, strip_bom: bool = False) -> Frame:
     return Frame(raw, event, data, event_id, retry, tuple(comments))
 
 
-def _parse_common(raw: bytes) -> Frame | None:
+def _parse_common(raw: bytes, cr_possible: bool) -> Frame | None:
     """`event: X` LF `data: Y` LF LF, or `data: Y` LF LF: nearly every real frame.
 
     The general loop below gives the same result; this only skips its per-line work.
     """
     end = len(raw) - 2
-    if not raw.endswith(b"\n\n") or b"\r" in raw:
+    if not raw.endswith(b"\n\n") or (cr_possible and b"\r" in raw):
         return None
     event = None
     start = 0

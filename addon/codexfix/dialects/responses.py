@@ -85,8 +85,9 @@ class ResponsesDialect:
         if data == b"[DONE]":
             self._done_sent = True
             return self._inject(done_without_terminal(self.terminal_name)) + frame.raw
-        self.report.events += 1
-        if self.report.events == 1:
+        report = self.report
+        report.events += 1
+        if report.events == 1:
             self._event_lines = frame.event is not None
         model = self.coercer.coerce(data, frame.event)
         if model is None:
@@ -100,10 +101,18 @@ class ResponsesDialect:
 
     def _on_text_delta(self, event: m.TextDelta, frame: Frame, data: bytes) -> bytes:
         index = event.output_index
-        if index not in self._done:
-            self._text.setdefault(index, {}).setdefault(event.content_index, []).append(event.delta)
+        if index in self._done:
+            return frame.raw
+        parts = self._text.get(index)
+        if parts is None:
+            parts = self._text[index] = {}
             if event.item_id:
                 self._text_item_ids[index] = event.item_id
+        deltas = parts.get(event.content_index)
+        if deltas is None:
+            parts[event.content_index] = [event.delta]
+        else:
+            deltas.append(event.delta)
         return frame.raw
 
     def _on_item_delta(self, event: m.ItemDelta, frame: Frame, data: bytes) -> bytes:
