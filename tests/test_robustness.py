@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from codexfix import Limits, UpstreamEnded
 from codexfix.dialects.responses import ResponsesDialect
+from codexfix.sse import SSEFramer
 
 from test_repairs import CREATED, USAGE, completed, delta
 from transcripts import CODEX_BACKEND, chunked, frames, new_fixer, sse
@@ -156,3 +157,12 @@ def test_output_depends_only_on_bytes_not_on_chunking(
             for b in (expected, got)
         )
     assert got == expected
+
+
+def test_framer_error_at_the_end_still_forwards_the_tail(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SSEFramer, "close", lambda self: 1 / 0)
+    fixer = new_fixer()
+    body = sse(CREATED) + b"data: partial"
+    out = fixer.feed(body, 0.0) + fixer.finish(UpstreamEnded())
+    assert out == body  # raw passthrough: nothing lost, nothing added
+    assert fixer.report.bytes_in == fixer.report.bytes_out == len(body)

@@ -72,10 +72,10 @@ class StreamFixer:
 
     def feed(self, data: bytes, now: float) -> bytes:
         """Upstream bytes in, client bytes out (possibly none yet)."""
-        if self._raw or self._finished:
-            return data
-        self._last_activity = now
         self.report.bytes_in += len(data)
+        if self._raw or self._finished:
+            return self._count(data)
+        self._last_activity = now
         try:
             frames = self._framer.feed(data)
         except Exception as exc:
@@ -104,8 +104,7 @@ class StreamFixer:
         try:
             frames = self._framer.close()
         except Exception as exc:
-            self._go_raw(exc, b"")
-            return self._count(self._framer.take_tail())
+            return self._count(self._go_raw(exc, b""))
         out, error = self._forward(frames)
         if error is not None:
             return self._count(self._go_raw(error, out))
