@@ -147,8 +147,11 @@ def test_every_fault_reaches_httpx_well_formed(
     client = httpx.Client(
         http1=not http2, http2=http2, verify=tls_to(proxies["h2"]), timeout=TIMEOUT
     )
+    started = time.monotonic()
     with client:
         response, body = post_raw(client, f"{base_url(proxies, protocol)}/s/{name}/v1/responses")
+    if name == "hold-open":  # ended by the terminal grace (0.3 s), not the idle timeout
+        assert time.monotonic() - started < float(OPTIONS["codexfix_idle_timeout"])
     assert response.status_code == 200
     assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
     check_client_stream(name, body)
