@@ -357,14 +357,11 @@ class ResponsesDialect:
             self.report.outcome = f"injected: {failure.failure_class}"
         self.log.warning("injected response.failed (%s): %s", code, message)
         self._terminal = "response.failed"
-        prefix = b""
-        if self._created is None:
-            # openai-python's stream helper needs response.created before anything else.
-            prefix = self._synthesized_created()
-        response: Json = {}
-        if self._created is not None:
-            created = json.loads(self._created).get("response")
-            response = dict(created) if isinstance(created, dict) else {}
+        # openai-python's stream helper needs response.created before anything else.
+        prefix = self._synthesized_created() if self._created is None else b""
+        assert self._created is not None
+        created = json.loads(self._created).get("response")
+        response: Json = dict(created) if isinstance(created, dict) else {}
         response.setdefault("id", self._response_id)
         response.update(
             status="failed",

@@ -251,7 +251,8 @@ def _make_handle_event(
             assert state is not None
             if _streaming(self, state):
                 yield from _arm(self, managed.deadline())  # a terminal event shortens it
-        elif (wait := _waiting_for_headers(self)) is not None:
+        elif _header_waits and (wait := _waiting_for_headers(self)) is not None:
+            # (Most flows are never registered: skip the lookup while nothing waits.)
             yield from _arm(self, wait.deadline)
 
     return _handle_event
