@@ -35,9 +35,10 @@ def payload(frame: bytes) -> dict[str, Any]:
     return json.loads(frame.split(b"data: ", 1)[1])
 
 
-def frame(event: dict[str, Any]) -> bytes:
-    data = json.dumps(event, separators=(",", ":")).encode()
-    return b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n"
+def frame(event: dict[str, Any], event_lines: bool = True) -> bytes:
+    """One Responses SSE frame, compact JSON, as the OpenAI API writes them."""
+    data = b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+    return b"event: " + event["type"].encode() + b"\n" + data if event_lines else data
 
 
 def rewrite_completed(frames: list[bytes], **changes: Any) -> list[bytes]:

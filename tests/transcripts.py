@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import faults
+
 from codexfix import Limits, StreamFixer
 from codexfix.sse import SSEFramer
 
@@ -45,13 +47,7 @@ def events(data: bytes) -> list[dict[str, Any]]:
 
 def sse(*payloads: dict[str, Any], event_lines: bool = True) -> bytes:
     """Build a Responses SSE body from payloads (as the OpenAI API frames them)."""
-    out = []
-    for payload in payloads:
-        data = json.dumps(payload, separators=(",", ":")).encode()
-        if event_lines:
-            out.append(b"event: " + payload["type"].encode() + b"\n")
-        out.append(b"data: " + data + b"\n\n")
-    return b"".join(out)
+    return b"".join(faults.frame(payload, event_lines) for payload in payloads)
 
 
 def chunked(data: bytes, sizes: list[int]) -> list[bytes]:
