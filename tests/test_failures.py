@@ -66,7 +66,7 @@ def test_upstream_error_then_eof_becomes_response_failed_with_its_code(
     }
     assert failed["response"]["id"] == "resp_1"
     assert failed["sequence_number"] == 6
-    assert fixer.report.outcome == "injected: upstream error"
+    assert fixer.report.outcome == "injected: upstream rate_limited"
 
 
 def test_upstream_error_followed_by_its_own_failed_is_left_alone() -> None:

@@ -1,4 +1,10 @@
-"""Invariant 1 and 2: healthy real streams leave byte-identical, however they are chunked."""
+"""Invariant 1 and 2: healthy real streams leave byte-identical, however they are chunked.
+
+Every transcript of the three protocols, with the protocol given (as the request path
+gives it) and told from the first event. One transcript is not healthy: Groq's ends
+with an in-band `event: error` and no `[DONE]`; it passes byte-identical and gets the
+`[DONE]` the protocol ends with.
+"""
 
 from __future__ import annotations
 
@@ -9,42 +15,60 @@ import pytest
 
 from codexfix import UpstreamEnded
 
-from transcripts import RESPONSES, chunked, new_fixer
+from transcripts import ALL, chunked, new_fixer
+
+DONE = b"data: [DONE]\n\n"
+ENDS_WITHOUT_DONE = "groq-gpt-oss-midstream-event-error.sse"
+ids = [path.name for _, path in ALL]
 
 
-def run(pieces: list[bytes]) -> bytes:
-    fixer = new_fixer()
+def run(protocol: str | None, pieces: list[bytes]) -> bytes:
+    fixer = new_fixer(protocol=protocol)
     out = b"".join(fixer.feed(piece, 0.0) for piece in pieces)
     out += fixer.finish(UpstreamEnded())
     assert not fixer.report.repairs and fixer.report.warnings == 0, fixer.report
     return out
 
 
-@pytest.mark.parametrize("path", RESPONSES, ids=lambda p: p.name)
-def test_responses_transcript_is_byte_identical_in_one_piece(path: Path) -> None:
+def expected(path: Path) -> bytes:
     data = path.read_bytes()
-    assert run([data]) == data
+    return data + DONE if path.name == ENDS_WITHOUT_DONE else data
 
 
-@pytest.mark.parametrize("path", RESPONSES, ids=lambda p: p.name)
-def test_responses_transcript_is_byte_identical_byte_by_byte(path: Path) -> None:
+@pytest.mark.parametrize("told", [True, False], ids=["by-path", "by-first-event"])
+@pytest.mark.parametrize(("protocol", "path"), ALL, ids=ids)
+def test_transcript_is_byte_identical_in_one_piece(protocol: str, path: Path, told: bool) -> None:
+    fixer = new_fixer(protocol=protocol if told else None)
+    out = fixer.feed(path.read_bytes(), 0.0) + fixer.finish(UpstreamEnded())
+    assert out == expected(path)
+    assert fixer.report.protocol == protocol
+    assert not fixer.report.repairs and fixer.report.warnings == 0, fixer.report
+
+
+@pytest.mark.parametrize(("protocol", "path"), ALL, ids=ids)
+def test_transcript_is_byte_identical_byte_by_byte(protocol: str, path: Path) -> None:
     data = path.read_bytes()
-    assert run([data[i : i + 1] for i in range(len(data))]) == data
+    assert run(protocol, [data[i : i + 1] for i in range(len(data))]) == expected(path)
 
 
 @pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("path", RESPONSES, ids=lambda p: p.name)
-def test_responses_transcript_is_byte_identical_in_random_chunks(path: Path, seed: int) -> None:
+@pytest.mark.parametrize(("protocol", "path"), ALL, ids=ids)
+def test_transcript_is_byte_identical_in_random_chunks(
+    protocol: str, path: Path, seed: int
+) -> None:
     data = path.read_bytes()
     rng = random.Random(f"{path.name}-{seed}")
     sizes = [rng.choice([1, 2, 5, 17, 100, 1500, 16384]) for _ in range(64)]
-    assert run(chunked(data, sizes)) == data
+    assert run(protocol, chunked(data, sizes)) == expected(path)
 
 
-@pytest.mark.parametrize("path", RESPONSES, ids=lambda p: p.name)
-def test_outcome_is_the_upstream_terminal(path: Path) -> None:
-    fixer = new_fixer()
+@pytest.mark.parametrize(("protocol", "path"), ALL, ids=ids)
+def test_outcome_is_the_upstream_terminal(protocol: str, path: Path) -> None:
+    fixer = new_fixer(protocol=protocol)
     fixer.feed(path.read_bytes(), 0.0)
     fixer.finish(UpstreamEnded())
-    expected = "failed" if "error-then-response-failed" in path.name else "completed"
-    assert fixer.report.outcome == expected
+    outcome = {
+        "openai-error-then-response-failed.sse": "failed",
+        ENDS_WITHOUT_DONE: "error: invalid_request",  # tool_use_failed
+    }.get(path.name, "completed")
+    assert fixer.report.outcome == outcome

@@ -1,4 +1,4 @@
-"""Truncation at every byte offset of every Codex-backend transcript.
+"""Truncation at every byte offset of every Codex-backend, chat and Anthropic transcript.
 
 The fixer is fed one byte at a time (the worst chunking); at every offset a copy of it
 is ended as if the upstream stopped there. Each copy must deliver every complete
@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from codexfix import StreamFixer, UpstreamBroken, UpstreamEnded
 
-from transcripts import CODEX_BACKEND, events, frames, new_fixer
+from transcripts import ANTHROPIC, CHAT, CODEX_BACKEND, events, frames, new_fixer
 
 TERMINALS = {"response.completed", "response.failed", "response.incomplete"}
+DONE = b"data: [DONE]\n\n"
 
 
 def fork(fixer: StreamFixer) -> StreamFixer:
@@ -102,3 +105,79 @@ def test_finish_is_idempotent() -> None:
         "response.failed",
         "[DONE]",
     ]
+
+
+def offsets(path: Path) -> Iterator[tuple[int, list[Any], StreamFixer]]:
+    """For every offset: the payloads of the complete upstream frames, and a fork.
+
+    The fixer is fed byte by byte and must have forwarded exactly the complete frames.
+    """
+    data = path.read_bytes()
+    upstream_frames = frames(data)
+    payloads = [next(iter(events(raw)), None) for raw in upstream_frames]  # None: a comment
+    boundaries = [0]
+    for raw in upstream_frames:
+        boundaries.append(boundaries[-1] + len(raw))
+    fixer = new_fixer(protocol=path.parent.name)
+    forwarded = 0
+    complete = 0
+    for offset in range(len(data) + 1):
+        if offset:
+            out = fixer.feed(data[offset - 1 : offset], 0.0)
+            assert out == data[forwarded : forwarded + len(out)]
+            forwarded += len(out)
+        while complete < len(upstream_frames) and boundaries[complete + 1] <= offset:
+            complete += 1
+        assert forwarded == boundaries[complete], offset
+        yield offset, [p for p in payloads[:complete] if p is not None], fork(fixer)
+
+
+def all_choices_finished(payloads: list[Any]) -> bool:
+    seen: set[int] = set()
+    finished: set[int] = set()
+    for payload in payloads:
+        for choice in payload.get("choices", []) if isinstance(payload, dict) else []:
+            seen.add(choice["index"])
+            if choice.get("finish_reason"):
+                finished.add(choice["index"])
+    return bool(finished) and seen == finished
+
+
+@pytest.mark.parametrize("path", CHAT, ids=lambda p: p.name)
+def test_chat_truncation_at_any_offset_yields_one_terminal(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="codexfix")
+    for offset, upstream, fixer in offsets(path):
+        cause = UpstreamEnded() if offset % 2 else UpstreamBroken("connection reset")
+        tail = fixer.finish(cause)
+        if "[DONE]" in upstream:
+            assert tail == b"", offset
+        elif any(isinstance(p, dict) and "error" in p for p in upstream):
+            assert tail == DONE, offset  # the upstream's error is the terminal
+        elif all_choices_finished(upstream):
+            assert tail == DONE, offset  # a normal completion
+        else:
+            error, done = events(tail)
+            assert done == "[DONE]" and tail.endswith(DONE), offset
+            assert error["error"]["type"] == "server_error"
+            assert error["error"]["code"] == "server_error"
+            assert error["error"]["param"] is None
+            assert error["error"]["message"].startswith("codex-fix: upstream closed")
+
+
+@pytest.mark.parametrize("path", ANTHROPIC, ids=lambda p: p.name)
+def test_anthropic_truncation_at_any_offset_yields_one_terminal(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="codexfix")
+    for offset, upstream, fixer in offsets(path):
+        cause = UpstreamEnded() if offset % 2 else UpstreamBroken("connection reset")
+        tail = fixer.finish(cause)
+        if any(p != "[DONE]" and p["type"] == "message_stop" for p in upstream):
+            assert tail == b"", offset
+            continue
+        assert tail.startswith(b"event: error\ndata: "), offset
+        (error,) = events(tail)
+        assert error["type"] == "error" and error["error"]["type"] == "api_error"
+        assert error["error"]["message"].startswith("codex-fix: upstream closed")

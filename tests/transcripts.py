@@ -15,16 +15,24 @@ from codexfix.sse import SSEFramer
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real"
 RESPONSES = sorted((FIXTURES / "responses").glob("*.sse"))
 CODEX_BACKEND = [p for p in RESPONSES if p.name.startswith("codex-backend-")]
+CHAT = sorted((FIXTURES / "chat").glob("*.sse"))
+ANTHROPIC = sorted((FIXTURES / "anthropic").glob("*.sse"))
+# Every transcript with its protocol (the folder it is in).
+ALL = [(path.parent.name, path) for path in RESPONSES + CHAT + ANTHROPIC]
 
 LOG = logging.LoggerAdapter(logging.getLogger("codexfix.test"), {})
 
 
-def read(name: str) -> bytes:
-    return (FIXTURES / "responses" / name).read_bytes()
+def read(name: str, protocol: str = "responses") -> bytes:
+    return (FIXTURES / protocol / name).read_bytes()
 
 
-def new_fixer(limits: Limits | None = None, log: logging.LoggerAdapter[Any] = LOG) -> StreamFixer:
-    return StreamFixer("responses", limits or Limits(), log, now=0.0)
+def new_fixer(
+    limits: Limits | None = None,
+    log: logging.LoggerAdapter[Any] = LOG,
+    protocol: str | None = "responses",
+) -> StreamFixer:
+    return StreamFixer(protocol, limits or Limits(), log, now=0.0)
 
 
 def frames(data: bytes) -> list[bytes]:

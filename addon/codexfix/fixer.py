@@ -15,11 +15,16 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import dataclass
+from typing import Any
 
 from .coercion import Coercer, UnknownTypes, WarningBudget
-from .dialects import Dialect
+from .dialects import Dialect, sniff
+from .dialects.anthropic import AnthropicDialect
+from .dialects.chat import ChatDialect
 from .dialects.responses import ResponsesDialect
 from .failures import EndCause, GraceExpired, UpstreamIdle
+from .models.anthropic import ANTHROPIC_EVENT
+from .models.chat import CHAT_EVENT
 from .models.responses import RESPONSES_EVENT
 from .report import StreamReport
 from .sse import Frame, SSEFramer
@@ -35,26 +40,42 @@ class Limits:
     warning_limit: int = 20
 
 
-PROTOCOLS = ("responses",)
+class _Undetected:
+    """The dialect of a stream whose protocol is not known yet: frames pass unchanged."""
+
+    terminal_seen = False
+    error_pending = False
+
+    def on_frame(self, frame: Frame) -> bytes:
+        return frame.raw
+
+    def finish(self, cause: EndCause) -> bytes:
+        return b""
+
+
+PROTOCOLS = ("responses", "chat", "anthropic")
 
 
 class StreamFixer:
+    """`protocol` None: told by the first event; else confirmed by it."""
+
     def __init__(
         self,
-        protocol: str,
+        protocol: str | None,
         limits: Limits,
         log: logging.LoggerAdapter[logging.Logger],
         now: float,
         unknown_types: UnknownTypes | None = None,
     ) -> None:
-        if protocol not in PROTOCOLS:
+        if protocol is not None and protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}")
         self.limits = limits
         self.log = log
-        self.report = StreamReport(protocol)
+        self.report = StreamReport(protocol or "unknown")
         self.budget = WarningBudget(log, limits.warning_limit)
-        coercer = Coercer(RESPONSES_EVENT, self.budget, unknown_types or UnknownTypes())
-        self.dialect: Dialect = ResponsesDialect(self.report, coercer, log)
+        self._unknown_types = unknown_types or UnknownTypes()
+        self.dialect: Dialect = _Undetected() if protocol is None else self._dialect(protocol)
+        self._confirmed = False  # the first event agreed with the protocol
         self._framer = SSEFramer()
         self._last_activity = now
         self._terminal_at: float | None = None
@@ -83,6 +104,8 @@ class StreamFixer:
         out, error = self._forward(frames)
         if error is not None:
             return self._count(self._go_raw(error, out))
+        if self._raw:  # the first event showed another protocol
+            return self._count(out)
         if self._framer.buffered > self.limits.max_event_size:
             self.log.warning(
                 "an SSE event is larger than %d bytes: passing the rest of the stream through "
@@ -90,8 +113,12 @@ class StreamFixer:
                 self.limits.max_event_size,
             )
             return self._count(out + self._go_raw(None, b""))
-        if self._terminal_at is None and self.dialect.terminal_seen:
-            self._terminal_at = now
+        # Chat: a choice may start after the others finished, so this can turn back.
+        if self.dialect.terminal_seen:
+            if self._terminal_at is None:
+                self._terminal_at = now
+        else:
+            self._terminal_at = None
         return self._count(out)
 
     def finish(self, cause: EndCause) -> bytes:
@@ -108,7 +135,12 @@ class StreamFixer:
         out, error = self._forward(frames)
         if error is not None:
             return self._count(self._go_raw(error, out))
+        if self._raw:
+            return self._count(out)
         self._drop_tail()
+        if isinstance(self.dialect, _Undetected):
+            self.log.warning("no event told the stream's protocol: it passed through untouched")
+            self.report.outcome = "passthrough"
         try:
             out += self.dialect.finish(cause)
         except Exception as exc:
@@ -139,17 +171,60 @@ class StreamFixer:
 
     # -- internals --------------------------------------------------------------------
 
+    def _dialect(self, protocol: str) -> Dialect:
+        coercer: Coercer[Any]
+        match protocol:
+            case "responses":
+                coercer = Coercer(RESPONSES_EVENT, self.budget, self._unknown_types)
+                return ResponsesDialect(self.report, coercer, self.log)
+            case "chat":
+                coercer = Coercer(CHAT_EVENT, self.budget, self._unknown_types)
+                return ChatDialect(self.report, coercer, self.log)
+            case _:
+                coercer = Coercer(ANTHROPIC_EVENT, self.budget, self._unknown_types)
+                return AnthropicDialect(self.report, coercer, self.log)
+
     def _forward(self, frames: list[Frame]) -> tuple[bytes, Exception | None]:
         """The dialect's bytes for `frames`; if it raises, the frames from there on raw."""
         out: list[bytes] = []
         on_frame = self.dialect.on_frame
         try:
             for frame in frames:
+                if not self._confirmed and not self._confirm(frame):
+                    if self._raw:  # not the protocol we expected: untouched from here on
+                        rest = b"".join(f.raw for f in frames[len(out) :])
+                        return b"".join(out) + rest + self._framer.take_tail(), None
+                    on_frame = self.dialect.on_frame
                 out.append(on_frame(frame))
         except Exception as exc:
             failed_at = len(out)
             return b"".join(out) + b"".join(f.raw for f in frames[failed_at:]), exc
         return b"".join(out), None
+
+    def _confirm(self, frame: Frame) -> bool:
+        """Check the first event against the protocol; False if the dialect changed."""
+        data = frame.data
+        if data is None or data == b"[DONE]":
+            return True  # nothing to tell by yet
+        self._confirmed = True
+        found = sniff(data)
+        expected = None if isinstance(self.dialect, _Undetected) else self.report.protocol
+        if found is None and expected is not None:
+            return True  # an `error` first, say: consistent with the request path
+        if found is not None and expected in (None, found):
+            if expected is None:
+                self.report.protocol = found
+                self.dialect = self._dialect(found)
+                return False
+            return True
+        self.log.warning(
+            "the stream does not look like %s (first event: %r): passing it through untouched",
+            expected or "any known protocol",
+            data[:80],
+        )
+        self._raw = True
+        self.report.outcome = "passthrough"
+        return False
 
     def _go_raw(self, exc: BaseException | None, pending: bytes) -> bytes:
         """Switch to raw passthrough; return every byte not forwarded yet."""

@@ -1,11 +1,28 @@
-"""One state machine per streaming protocol, behind one small interface."""
+"""One state machine per streaming protocol, behind one small interface.
+
+`sniff()` tells the protocol from a stream's first event, to confirm the one the request
+path suggested (or to find it when the path does not tell).
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Protocol
 
 from ..failures import EndCause
 from ..sse import Frame
+
+ANTHROPIC_TYPES = frozenset(
+    {
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "ping",
+    }
+)
 
 
 class Dialect(Protocol):
@@ -28,3 +45,22 @@ class Dialect(Protocol):
     def finish(self, cause: EndCause) -> bytes:
         """Bytes that end the client stream properly, given why the upstream stream ended."""
         ...
+
+
+def sniff(data: bytes) -> str | None:
+    """The protocol an event's JSON belongs to, or None if it could be any (`error`)."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    event_type = obj.get("type")
+    if isinstance(event_type, str):
+        if event_type.startswith("response."):
+            return "responses"
+        if event_type in ANTHROPIC_TYPES:
+            return "anthropic"
+    if obj.get("object") == "chat.completion.chunk" or isinstance(obj.get("choices"), list):
+        return "chat"
+    return None

@@ -16,20 +16,26 @@ from collections.abc import Callable
 from typing import Any
 
 from ..coercion import Coercer
-from ..failures import RESPONSES, EndCause, Failure, UpstreamEnded, describe, done_without_terminal
+from ..failures import (
+    EndCause,
+    Failure,
+    UpstreamEnded,
+    classify,
+    describe,
+    done_without_terminal,
+    responses_code,
+)
 from ..models import responses as m
 from ..report import StreamReport, Usage
 from ..sse import Frame
+from .base import DONE, DialectBase, Json, render
 
 TERMINALS = frozenset({"response.completed", "response.failed", "response.incomplete"})
-_DONE = b"data: [DONE]\n\n"
 _USAGE_INTS = ("input_tokens", "output_tokens", "total_tokens")
 _REBUILDABLE = frozenset({"message", "function_call"})
 
-Json = dict[str, Any]
 
-
-class ResponsesDialect:
+class ResponsesDialect(DialectBase):
     terminal_name = "response.completed"
 
     def __init__(
@@ -38,9 +44,8 @@ class ResponsesDialect:
         coercer: Coercer[m.ResponsesEvent],
         log: logging.LoggerAdapter[logging.Logger],
     ) -> None:
-        self.report = report
+        super().__init__(report, log)
         self.coercer = coercer
-        self.log = log
         self._created: bytes | None = None  # data of response.created, the base of a failure
         self._response_id: str | None = None
         self._seq: int | None = None
@@ -53,9 +58,6 @@ class ResponsesDialect:
         self._part_types: dict[tuple[int, int], str] = {}
         self._args: dict[int, list[str]] = {}
         self._error: tuple[str, str] | None = None
-        self._terminal: str | None = None
-        self._done_sent = False
-        self._dropped_after_terminal = 0
         self._handlers: dict[type, Callable[[Any, Frame, bytes], bytes]] = {
             m.TextDelta: self._on_text_delta,
             m.ItemDelta: self._on_item_delta,
@@ -65,10 +67,6 @@ class ResponsesDialect:
             m.Terminal: self._on_terminal_model,
             m.ErrorEvent: self._on_error_model,
         }
-
-    @property
-    def terminal_seen(self) -> bool:
-        return self._terminal is not None
 
     @property
     def error_pending(self) -> bool:
@@ -186,16 +184,6 @@ class ResponsesDialect:
         places = [event, nested] if isinstance(nested, dict) else [event]
         code = _first_str(places, "code") or _first_str(places[1:], "type") or "server_error"
         self._error = (code, _first_str(places, "message") or "upstream error")
-
-    def _after_terminal(self, frame: Frame) -> bytes:
-        if frame.data == b"[DONE]" and not self._done_sent:
-            self._done_sent = True
-            return frame.raw
-        if frame.data is not None:
-            self._dropped_after_terminal += 1
-            if self._dropped_after_terminal == 1:
-                self.log.warning("dropped an event that came after %s", self._terminal)
-        return b""
 
     # -- terminal repairs -----------------------------------------------------------
 
@@ -330,10 +318,6 @@ class ResponsesDialect:
             reasoning_tokens=_int(details_out.get("reasoning_tokens")),
         )
 
-    def _repaired(self, name: str, detail: str) -> None:
-        self.report.repairs.append(name)
-        self.log.warning("repaired %s: %s", name, detail)
-
     # -- the end ----------------------------------------------------------------------
 
     def finish(self, cause: EndCause) -> bytes:
@@ -344,16 +328,17 @@ class ResponsesDialect:
             return b""  # the upstream ended its own stream: nothing to add
         if not self._done_sent:
             self._done_sent = True
-            out += _DONE
+            out += DONE
         return out
 
     def _inject(self, failure: Failure) -> bytes:
         """A `response.failed` in place of the terminal the upstream never sent."""
         if self._error is not None:
-            code, message = self._error
-            self.report.outcome = "injected: upstream error"
+            upstream_code, message = self._error
+            code = responses_code(upstream_code)
+            self.report.outcome = f"injected: upstream {classify(upstream_code) or 'error'}"
         else:
-            code, message = RESPONSES[failure.failure_class], failure.message
+            code, message = failure.frame.responses, failure.message
             self.report.outcome = f"injected: {failure.failure_class}"
         self.log.warning("injected response.failed (%s): %s", code, message)
         self._terminal = "response.failed"
@@ -393,11 +378,7 @@ class ResponsesDialect:
         return event
 
     def _render(self, event: Json) -> bytes:
-        data = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
-        if self._event_lines:
-            name = str(event["type"]).encode()
-            return b"event: " + name + b"\ndata: " + data + b"\n\n"
-        return b"data: " + data + b"\n\n"
+        return render(event, str(event["type"]) if self._event_lines else None)
 
 
 def _generated_id() -> str:

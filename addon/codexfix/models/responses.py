@@ -1,20 +1,15 @@
 """pydantic models of Responses-API stream events (OpenAI and the Codex backend).
 
-Each model names what real clients rely on (the Codex CLI, openai-python); anything else
-is ignored, so a new upstream field never fails validation. We never re-serialize a
-model: the frame's bytes are forwarded, so `extra="ignore"` loses nothing and keeps
-`validate_json` cheaper than `json.loads` of the same bytes.
+Each model names what real clients rely on (the Codex CLI, openai-python).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import Field, TypeAdapter
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+from .base import Model as _Model
 
 
 class InputTokensDetails(_Model):

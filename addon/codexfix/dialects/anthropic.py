@@ -1,0 +1,127 @@
+"""The Anthropic Messages stream (`…/v1/messages`): named events, `message_stop` last.
+
+anthropic-sdk-python reads only frames that name their event: a data-only frame is
+ignored, so a gateway's data-only `{"type":"error",…}` would be swallowed silently.
+Such frames get their `event:` line. A truncation or stall before `message_stop`
+becomes an `error` event (the SDK raises `APIStatusError`); an upstream `error` event
+is the stream's terminal as it is. There is no `[DONE]` in this protocol: codex-fix
+never adds one, and never a `message_stop` the upstream did not send.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..coercion import Coercer
+from ..failures import EndCause, Failure, classify, describe, done_without_terminal
+from ..models import anthropic as m
+from ..report import StreamReport, Usage
+from ..sse import Frame
+from . import ANTHROPIC_TYPES
+from .base import DialectBase, loads_object, render
+
+EVENT_TYPES = ANTHROPIC_TYPES | {"error"}
+
+
+class AnthropicDialect(DialectBase):
+    terminal_name = "message_stop"
+
+    def __init__(
+        self,
+        report: StreamReport,
+        coercer: Coercer[m.AnthropicEvent],
+        log: logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        super().__init__(report, log)
+        self.coercer = coercer
+        # By exact class: isinstance() through pydantic's metaclass costs more per event.
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            m.MessageStart: self._on_message_start,
+            m.MessageDelta: self._on_message_delta,
+            m.MessageStop: self._on_message_stop,
+            m.Error: self._on_error_event,
+        }
+
+    @property
+    def error_pending(self) -> bool:
+        return False  # an upstream error is this protocol's terminal
+
+    def on_frame(self, frame: Frame) -> bytes:
+        if self._terminal is not None:
+            return self._after_terminal(frame)
+        data = frame.data
+        if data is None:
+            return frame.raw
+        if data == b"[DONE]":  # not this protocol's: some gateways add it
+            self._done_sent = True
+            return self._error_frame(done_without_terminal(self.terminal_name)) + frame.raw
+        self.report.events += 1
+        model = self.coercer.coerce(data, frame.event)
+        if model is None:
+            event_type = _type_of(data)
+            # Malformed, but a client reads it as the end all the same.
+            if event_type == "message_stop":
+                self._on_message_stop(None)
+            elif event_type == "error":
+                self._on_error(None)
+        else:
+            event_type = model.type
+            handler = self._handlers.get(type(model))
+            if handler is not None:
+                handler(model)
+        if frame.event is None and event_type in EVENT_TYPES:
+            if "event_line" not in self.report.repairs:
+                self._repaired("event_line", f"added `event: {event_type}` to data-only frames")
+            return b"event: " + event_type.encode() + b"\n" + frame.raw
+        return frame.raw
+
+    def _on_message_start(self, event: m.MessageStart) -> None:
+        self.report.model = event.message.model
+        self._usage(event.message.usage)
+
+    def _on_message_delta(self, event: m.MessageDelta) -> None:
+        self._usage(event.usage)
+
+    def _on_message_stop(self, event: m.MessageStop | None) -> None:
+        self._terminal = "message_stop"
+        self.report.outcome = "completed"
+
+    def _on_error_event(self, event: m.Error) -> None:
+        self._on_error(event.error.type)
+
+    def _on_error(self, error_type: str | None) -> None:
+        self._terminal = "error"
+        self.report.outcome = f"error: {classify(error_type) or 'upstream'}"
+
+    def _usage(self, usage: m.Usage | None) -> None:
+        if usage is None:
+            return
+        current = self.report.usage or Usage()
+        self.report.usage = Usage(
+            input_tokens=usage.input_tokens or current.input_tokens,
+            cached_tokens=usage.cache_read_input_tokens or current.cached_tokens,
+            # Cumulative in message_delta: the last one is the total.
+            output_tokens=usage.output_tokens or current.output_tokens,
+        )
+
+    def finish(self, cause: EndCause) -> bytes:
+        if self._terminal is not None:
+            return b""
+        return self._error_frame(describe(cause, self.terminal_name))
+
+    def _error_frame(self, failure: Failure) -> bytes:
+        """The `error` event anthropic-sdk raises `APIStatusError` for."""
+        error_type = failure.frame.anthropic
+        self._terminal = "error"
+        self.report.outcome = f"injected: {failure.failure_class}"
+        self.log.warning("injected error event (%s): %s", error_type, failure.message)
+        error = {"type": error_type, "message": failure.message}
+        return render({"type": "error", "error": error}, "error")
+
+
+def _type_of(data: bytes) -> str | None:
+    obj = loads_object(data)
+    value = obj.get("type") if obj is not None else None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,57 @@
+"""What every dialect shares: the report, coercion, repair logging, frame rendering, and
+the rule that nothing follows a terminal."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from ..report import StreamReport
+from ..sse import Frame
+
+DONE = b"data: [DONE]\n\n"
+Json = dict[str, Any]
+
+
+class DialectBase:
+    def __init__(self, report: StreamReport, log: logging.LoggerAdapter[logging.Logger]) -> None:
+        self.report = report
+        self.log = log
+        self._terminal: str | None = None  # the terminal event forwarded or injected
+        self._done_sent = False  # `data: [DONE]` forwarded or appended
+        self._dropped_after_terminal = 0
+
+    @property
+    def terminal_seen(self) -> bool:
+        return self._terminal is not None
+
+    def _after_terminal(self, frame: Frame) -> bytes:
+        """Nothing follows a terminal but the upstream's own first [DONE]."""
+        if frame.data == b"[DONE]" and not self._done_sent:
+            self._done_sent = True
+            return frame.raw
+        if frame.data is not None:
+            self._dropped_after_terminal += 1
+            if self._dropped_after_terminal == 1:
+                self.log.warning("dropped an event that came after %s", self._terminal)
+        return b""
+
+    def _repaired(self, name: str, detail: str) -> None:
+        self.report.repairs.append(name)
+        self.log.warning("repaired %s: %s", name, detail)
+
+
+def render(obj: Json, event: str | None = None) -> bytes:
+    """One SSE frame of compact JSON, as the APIs write them (`event:` line if named)."""
+    data = b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return b"event: " + event.encode() + b"\n" + data if event else data
+
+
+def loads_object(data: bytes) -> Json | None:
+    """`data` as a JSON object, or None: an event that failed its model still counts."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None

@@ -1,0 +1,145 @@
+"""The Chat Completions stream (`…/chat/completions`): `data:`-only chunks, `[DONE]` last.
+
+`finish_reason` is authoritative: once every choice has one the answer is complete, and
+a missing `[DONE]` (the upstream ends, stalls or holds the connection) is appended, not
+reported as an error. Before that, a truncation or stall becomes the error frame
+openai-python raises `APIError` for, then `[DONE]`. An upstream in-band error passes
+unchanged (a data frame with `error`, or Groq's `event: error`): it is the stream's
+terminal, and only `[DONE]` is ensured after it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..coercion import Coercer
+from ..failures import EndCause, Failure, classify, describe, done_without_terminal
+from ..models import chat as m
+from ..report import StreamReport, Usage
+from ..sse import Frame
+from .base import DONE, DialectBase, Json, loads_object, render
+
+
+class ChatDialect(DialectBase):
+    terminal_name = "finish_reason"
+
+    def __init__(
+        self,
+        report: StreamReport,
+        coercer: Coercer[m.ChatEvent],
+        log: logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        super().__init__(report, log)
+        self.coercer = coercer
+        self._open: set[int] = set()  # choices seen without a finish_reason yet
+        self._finished: set[int] = set()
+        self._error = False
+
+    @property
+    def terminal_seen(self) -> bool:
+        return self._done_sent or self._error or (bool(self._finished) and not self._open)
+
+    @property
+    def error_pending(self) -> bool:
+        return False  # an upstream error is this protocol's terminal
+
+    def on_frame(self, frame: Frame) -> bytes:
+        if self._done_sent:
+            return self._after_terminal(frame)
+        data = frame.data
+        if data is None:
+            return frame.raw
+        if data == b"[DONE]":
+            out = (
+                b""
+                if self.terminal_seen
+                else self._error_frame(done_without_terminal(self.terminal_name))
+            )
+            self._done_sent = True
+            return out + frame.raw
+        if self._error:
+            return self._after_terminal(frame)  # the stream is over: [DONE] only
+        self.report.events += 1
+        model = self.coercer.coerce(data, frame.event)
+        # Exact-class checks: isinstance() through pydantic's metaclass costs more.
+        if type(model) is m.Chunk:
+            self._on_chunk(model)
+        elif type(model) is m.ErrorFrame:
+            self._on_error(model.error.type, model.error.code)
+        else:
+            self._on_unmodelled(data, frame.event)
+        return frame.raw
+
+    def _on_chunk(self, chunk: m.Chunk) -> None:
+        for choice in chunk.choices:
+            self._choice(choice.index, choice.finish_reason)
+        if chunk.model:
+            self.report.model = chunk.model
+        if chunk.usage is not None:
+            u = chunk.usage
+            cached = u.prompt_tokens_details.cached_tokens if u.prompt_tokens_details else 0
+            details = u.completion_tokens_details
+            self.report.usage = Usage(
+                input_tokens=u.prompt_tokens,
+                cached_tokens=cached or 0,
+                output_tokens=u.completion_tokens,
+                reasoning_tokens=(details.reasoning_tokens if details else 0) or 0,
+            )
+
+    def _choice(self, index: int, finish_reason: str | None) -> None:
+        if index in self._finished:
+            return
+        if finish_reason is None:
+            self._open.add(index)
+            return
+        self._open.discard(index)
+        self._finished.add(index)
+        if not self._open:
+            self._terminal = "finish_reason"
+            self.report.outcome = "completed"
+
+    def _on_unmodelled(self, data: bytes, event: str | None) -> None:
+        """A chunk that failed its model still says which choices finished."""
+        obj = loads_object(data)
+        if obj is None:
+            return
+        error = obj.get("error")
+        if error or event == "error":
+            body: Json = error if isinstance(error, dict) else {}
+            self._on_error(_str(body.get("type")), _str(body.get("code")))
+            return
+        choices = obj.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            if isinstance(choice, dict) and isinstance(choice.get("index"), int):
+                reason = choice.get("finish_reason")
+                self._choice(choice["index"], reason if isinstance(reason, str) else None)
+
+    def _on_error(self, error_type: str | None, code: str | int | None) -> None:
+        self._error = True
+        self._terminal = "error"
+        code_str = code if isinstance(code, str) else None
+        self.report.outcome = f"error: {classify(code_str, error_type) or 'upstream'}"
+
+    def finish(self, cause: EndCause) -> bytes:
+        if self._done_sent:
+            return b""
+        out = b""
+        if not self.terminal_seen:
+            out = self._error_frame(describe(cause, self.terminal_name))
+        elif self._terminal == "finish_reason":
+            self._repaired("done", "every choice finished; appended the missing [DONE]")
+        self._done_sent = True
+        return out + DONE
+
+    def _error_frame(self, failure: Failure) -> bytes:
+        """The error frame openai-python raises `APIError` for."""
+        error_type, code = failure.frame.chat
+        self._terminal = "error"
+        self.report.outcome = f"injected: {failure.failure_class}"
+        self.log.warning("injected error frame (%s): %s", code, failure.message)
+        error = {"message": failure.message, "type": error_type, "param": None, "code": code}
+        return render({"error": error})
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
