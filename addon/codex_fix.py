@@ -12,6 +12,8 @@ import sys
 _MODULES = (
     "codexfix.sse",
     "codexfix.report",
+    "codexfix.decoding",
+    "codexfix.capture",
     "codexfix.failures",
     "codexfix.coercion",
     "codexfix.models.base",
@@ -23,11 +25,13 @@ _MODULES = (
     "codexfix.dialects.responses",
     "codexfix.dialects.chat",
     "codexfix.dialects.anthropic",
+    "codexfix.reassembly",
     "codexfix.fixer",
     "codexfix",
     "codexfix.mitm.shim",
     "codexfix.mitm.scope",
     "codexfix.mitm.stream",
+    "codexfix.mitm.contentview",
     "codexfix.mitm.addon",
 )
 
@@ -38,5 +42,6 @@ for _name in _MODULES:
         importlib.import_module(_name)
 
 from codexfix.mitm.addon import CodexFix  # noqa: E402
+from codexfix.mitm.contentview import SSEView  # noqa: E402
 
-addons = [CodexFix()]
+addons = [CodexFix(), SSEView()]

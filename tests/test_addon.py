@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import gc
+import gzip
 import json
+import time
 import weakref
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import brotli  # type: ignore[import-untyped]
 import pytest
+import zstandard
 from mitmproxy import exceptions, http
 from mitmproxy.proxy.layers.http import HttpStream
 from mitmproxy.test import taddons, tflow
@@ -17,15 +22,17 @@ from codexfix.mitm import shim
 from codexfix.mitm.addon import CodexFix
 from codexfix.mitm.stream import FlowStream
 
+from transcripts import events, read
+
 CODEX_URL = "https://chatgpt.com/backend-api/codex/responses"
 
 
 @contextmanager
-def configured() -> Iterator[CodexFix]:
+def configured(**options: object) -> Iterator[CodexFix]:
     """The addon inside a mitmproxy test context, configured with its defaults."""
     addon = CodexFix()
     with taddons.context(addon) as tctx:
-        tctx.configure(addon)
+        tctx.configure(addon, **options)
         yield addon
 
 
@@ -56,6 +63,8 @@ def sse_response(
         ("codexfix_terminal_grace", "nan", "codexfix_terminal_grace: must be a finite number"),
         ("codexfix_header_timeout", "inf", "codexfix_header_timeout: must be a finite number"),
         ("codexfix_max_event_size", 10, "codexfix_max_event_size: must be at least 1024"),
+        ("codexfix_keep_body", -1, "codexfix_keep_body: must be >= 0"),
+        ("codexfix_capture_dir", "/proc/no-such-dir", "codexfix_capture_dir: cannot create"),
     ],
 )
 def test_bad_option_values_are_rejected_naming_the_option(
@@ -84,7 +93,15 @@ def test_options_are_parsed_into_limits() -> None:
         ("http://127.0.0.1:9/s/x/v1/responses?stream=true", "POST", True),
         (CODEX_URL, "GET", False),  # the WebSocket upgrade
         ("https://api.openai.com/v1/responses/resp_1", "GET", False),
-        ("https://api.openai.com/v1/chat/completions", "POST", False),
+        ("https://api.openai.com/v1/chat/completions", "POST", True),
+        (
+            "https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=1",
+            "POST",
+            True,
+        ),
+        ("https://api.anthropic.com/v1/messages", "POST", True),
+        ("https://api.anthropic.com/v1/messages/count_tokens", "POST", False),
+        ("https://api.openai.com/v1/completions", "POST", False),
         ("https://example.com/v1/responses-archive", "POST", False),
     ],
 )
@@ -148,14 +165,98 @@ def test_stream_true_in_a_zstd_body_asks_for_sse() -> None:
         assert streamed(addon, flow, sse_response(content_type=None))
 
 
-def test_content_encoded_sse_passes_untouched_with_a_warning(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("encoding", ["compress", "gzip, br"])
+def test_sse_in_an_encoding_without_a_decoder_passes_untouched_with_a_warning(
+    encoding: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with configured() as addon:
         response = sse_response()
-        response.headers["content-encoding"] = "gzip"
+        response.headers["content-encoding"] = encoding
         assert not streamed(addon, flow_for(accept="text/event-stream"), response)
-    assert "content-encoding 'gzip'" in caplog.text
+        assert response.headers["content-encoding"] == encoding
+    assert f"content-encoding {encoding!r}" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        ("gzip", lambda data: gzip.compress(data)),
+        ("deflate", lambda data: zlib.compress(data)),
+        ("deflate", lambda data: zlib.compress(data, wbits=-15)),  # raw deflate, also seen
+        ("zstd", lambda data: zstandard.ZstdCompressor().compress(data)),
+        ("br", lambda data: brotli.compress(data)),
+    ],
+    ids=["gzip", "deflate-zlib", "deflate-raw", "zstd", "br"],
+)
+def test_compressed_sse_is_decoded_incrementally(
+    encoding: str, compress: Callable[[bytes], bytes]
+) -> None:
+    body = read("codex-backend-gpt5-text.sse")
+    with configured() as addon:
+        flow = flow_for(accept="text/event-stream")
+        response = sse_response()
+        response.headers["content-encoding"] = encoding
+        assert streamed(addon, flow, response)
+        assert "content-encoding" not in response.headers  # the client gets it decoded
+        stream = response.stream
+        assert isinstance(stream, FlowStream)
+        encoded = compress(body)
+        out = b"".join(b"".join(stream(encoded[i : i + 7])) for i in range(0, len(encoded), 7))
+        out += b"".join(stream(b""))
+        assert out == body
+        assert stream.fixer.report.outcome == "completed"
+
+
+def test_an_undecodable_body_ends_the_stream_with_an_injected_failure() -> None:
+    with configured() as addon:
+        flow = flow_for(accept="text/event-stream")
+        response = sse_response()
+        response.headers["content-encoding"] = "gzip"
+        assert streamed(addon, flow, response)
+        stream = response.stream
+        assert isinstance(stream, FlowStream)
+        good = gzip.compress(read("codex-backend-gpt5-text.sse"))[:3000]
+        head = b"".join(stream(good))
+        assert stream.deadline() != 0.0
+        assert stream(b"this is not gzip data at all") == []
+        assert stream.deadline() == 0.0  # the shim ends it at once
+        stream.expired(time.monotonic())
+        failed = events(head + b"".join(stream(b"")))[-2]
+        assert failed["type"] == "response.failed"
+        assert "the gzip body does not decode" in failed["response"]["error"]["message"]
+
+
+def test_the_end_of_a_stream_is_kept_on_the_flow_for_the_ui_and_flow_files() -> None:
+    body = read("codex-backend-gpt5-text.sse")
+    cut = body[:20000]
+    with configured(codexfix_keep_body=1000) as addon:
+        flow = flow_for(accept="text/event-stream")
+        assert streamed(addon, flow, sse_response())
+        stream = flow.response.stream
+        assert isinstance(stream, FlowStream)
+        sent = b"".join(stream(cut)) + b"".join(stream(b""))
+        info = flow.metadata["codexfix"]
+        assert flow.response.raw_content == sent[:1000]
+        assert info["upstream"] == cut[:1000] and info["upstream_truncated"]
+        assert info["client_truncated"] and info["outcome"] == "injected: truncated"
+        assert info["protocol"] == "responses"
+        json.dumps({k: v for k, v in info.items() if k != "upstream"})  # plain values
+
+
+def test_stats_command_counts_outcomes_and_repairs() -> None:
+    with configured() as addon:
+        for _ in range(2):
+            flow = flow_for(accept="text/event-stream")
+            assert streamed(addon, flow, sse_response())
+            stream = flow.response.stream
+            assert isinstance(stream, FlowStream)
+            stream(read("codex-backend-gpt5-text.sse")[:3000])
+            stream(b"")
+            addon.response(flow)
+        stats = addon.stats_command()
+    assert "streams: 2" in stats.splitlines()
+    assert "outcome injected: truncated: 2" in stats.splitlines()
+    assert "protocol responses: 2" in stats.splitlines()
 
 
 def test_shim_installs_once_and_uninstalls_cleanly() -> None:

@@ -29,11 +29,13 @@ class WarningBudget:
         self.log = log
         self.limit = limit
         self.count = 0
+        self.lines: list[str] = []  # the ones logged, for the flow's inspection
 
     def warn(self, msg: str, *args: object) -> None:
         self.count += 1
         if self.count <= self.limit:
             self.log.warning(msg, *args)
+            self.lines.append(msg % args)
         if self.count == self.limit:
             self.log.warning("further coercion warnings for this stream are counted, not logged")
 

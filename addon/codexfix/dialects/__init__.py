@@ -7,7 +7,7 @@ path suggested (or to find it when the path does not tell).
 from __future__ import annotations
 
 import json
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..failures import EndCause
 from ..sse import Frame
@@ -53,14 +53,17 @@ def sniff(data: bytes) -> str | None:
         obj = json.loads(data)
     except ValueError:
         return None
-    if not isinstance(obj, dict):
-        return None
-    event_type = obj.get("type")
-    if isinstance(event_type, str):
-        if event_type.startswith("response."):
-            return "responses"
-        if event_type in ANTHROPIC_TYPES:
-            return "anthropic"
+    return protocol_of(obj) if isinstance(obj, dict) else None
+
+
+def protocol_of(obj: dict[str, Any], event: str | None = None) -> str | None:
+    """The protocol of a decoded event (and its `event:` name), or None if it could be any."""
+    for name in (obj.get("type"), event):
+        if isinstance(name, str):
+            if name.startswith("response."):
+                return "responses"
+            if name in ANTHROPIC_TYPES:
+                return "anthropic"
     if obj.get("object") == "chat.completion.chunk" or isinstance(obj.get("choices"), list):
         return "chat"
     return None

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import weakref
+from collections import Counter
 from functools import partial
+from pathlib import Path
 from typing import Any, NamedTuple
 
-from mitmproxy import ctx, exceptions, flowfilter, http
+from mitmproxy import command, ctx, exceptions, flowfilter, http
 
+from ..capture import Capture, FlowFacts
 from ..coercion import UnknownTypes
-from ..failures import NoResponse
+from ..decoding import decoder_for
 from ..fixer import Limits, StreamFixer
+from ..report import StreamReport
 from . import shim
-from .scope import DEFAULT_FILTER, identity_encoded, is_sse_response, wants_sse
+from .scope import DEFAULT_FILTER, identity_encoded, is_sse_response, protocol_for, wants_sse
 from .stream import FlowStream
 
 log = logging.getLogger("codexfix")
@@ -29,6 +34,8 @@ class Settings(NamedTuple):
     filter: flowfilter.TFilter
     limits: Limits
     header_timeout: float
+    keep_body: int
+    capture_dir: Path | None
 
 
 class FlowLog(logging.LoggerAdapter[logging.Logger]):
@@ -56,6 +63,7 @@ class CodexFix:
         self.streams: weakref.WeakKeyDictionary[http.HTTPFlow, FlowStream] = (
             weakref.WeakKeyDictionary()
         )
+        self.stats = Stats()
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -94,6 +102,20 @@ class CodexFix:
             "Largest SSE event (bytes) held in memory; a larger one switches its stream to raw "
             "passthrough.",
         )
+        loader.add_option(
+            "codexfix_keep_body",
+            int,
+            4 * 1024 * 1024,
+            "Bytes of each streamed body kept for the UI and flow files (-w), both as received "
+            "from the upstream and as sent to the client (0 = none).",
+        )
+        loader.add_option(
+            "codexfix_capture_dir",
+            str,
+            "",
+            "Directory to capture each handled stream to: the upstream and client SSE bodies "
+            "exactly, and a JSON record with secrets redacted (empty = off).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if not any(name.startswith("codexfix_") for name in updated) and self.settings:
@@ -111,6 +133,8 @@ class CodexFix:
             )
         if options.codexfix_max_event_size < 1024:
             raise exceptions.OptionsError("codexfix_max_event_size: must be at least 1024 bytes")
+        if options.codexfix_keep_body < 0:
+            raise exceptions.OptionsError("codexfix_keep_body: must be >= 0 bytes")
         self.settings = Settings(
             filter=flt,
             limits=Limits(
@@ -119,6 +143,8 @@ class CodexFix:
                 terminal_grace=_seconds("codexfix_terminal_grace", options.codexfix_terminal_grace),
             ),
             header_timeout=_seconds("codexfix_header_timeout", options.codexfix_header_timeout),
+            keep_body=options.codexfix_keep_body,
+            capture_dir=_capture_dir(options.codexfix_capture_dir),
         )
 
     def running(self) -> None:
@@ -155,45 +181,146 @@ class CodexFix:
         if not is_sse_response(response, bool(flow.metadata.get(_SSE_REQUEST))):
             return
         flog = flow_log(flow)
+        decoder = None
         if not identity_encoded(response):
-            flog.warning(
-                "upstream sent content-encoding %r despite accept-encoding: identity; "
-                "passing the stream through untouched",
-                response.headers["content-encoding"],
-            )
-            return
+            encoding = response.headers["content-encoding"]
+            decoder = decoder_for(encoding)
+            if decoder is None:
+                flog.warning(
+                    "upstream sent content-encoding %r despite accept-encoding: identity, and "
+                    "codex-fix cannot decode it: passing the stream through untouched",
+                    encoding,
+                )
+                return
+            flog.info("upstream sent content-encoding %r despite identity: decoding it", encoding)
+            del response.headers["content-encoding"]
         # The body length may change: drop content-length; an HTTP/1.1 client gets a chunked
         # body so that the end of the body is explicit (0\r\n\r\n), never a close.
         response.headers.pop("content-length", None)
         if flow.request.http_version == "HTTP/1.1":
             response.headers["transfer-encoding"] = "chunked"
-        response.stream = self._new_stream(flow, flog)
+        stream = self._new_stream(flow, flog, (encoding, decoder) if decoder else None)
+        response.stream = stream
 
     def response(self, flow: http.HTTPFlow) -> None:
         stream = self.streams.pop(flow, None)
         if stream is not None:
-            flow_log(flow).info(summary(flow, stream, stream.fixer.report.outcome or "?"))
+            self._end(flow, stream, stream.fixer.report.outcome or "?")
 
     def error(self, flow: http.HTTPFlow) -> None:
         stream = self.streams.pop(flow, None)
         if stream is not None:
-            outcome = f"error: {flow.error.msg if flow.error else '?'}"
-            flow_log(flow).info(summary(flow, stream, outcome))
+            stream.record()  # the stream never saw its end
+            self._end(flow, stream, f"error: {flow.error.msg if flow.error else '?'}")
 
-    def _new_stream(self, flow: http.HTTPFlow, flog: FlowLog) -> FlowStream:
-        assert self.settings is not None
-        fixer = StreamFixer(
-            "responses", self.settings.limits, flog, time.monotonic(), self.unknown_types
+    @command.command("codexfix.stats")  # type: ignore[untyped-decorator,misc,unused-ignore]
+    def stats_command(self) -> str:
+        """Counts of handled streams by protocol, outcome, repair and warning since start."""
+        return self.stats.render()
+
+    def _end(self, flow: http.HTTPFlow, stream: FlowStream, outcome: str) -> None:
+        flow_log(flow).info(summary(flow, stream, outcome))
+        self.stats.add(stream.fixer.report, outcome)
+        if stream.capture is not None:
+            stream.capture.close(facts(flow, stream, outcome))
+
+    def _new_stream(
+        self, flow: http.HTTPFlow, flog: FlowLog, decoder: tuple[str, Any] | None = None
+    ) -> FlowStream:
+        settings = self.settings
+        assert settings is not None
+        protocol = protocol_for(flow.request.path)
+        fixer = StreamFixer(protocol, settings.limits, flog, time.monotonic(), self.unknown_types)
+        capture = None
+        if settings.capture_dir is not None:
+            capture = Capture(settings.capture_dir, flow.request.timestamp_start, flow.id, flog)
+        stream = FlowStream(
+            fixer, flog, flow=flow, keep=settings.keep_body, decoder=decoder, capture=capture
         )
-        stream = self.streams[flow] = FlowStream(fixer, flog)
+        self.streams[flow] = stream
         return stream
 
     def _no_headers_response(self, flow: http.HTTPFlow, timeout: float) -> http.Response:
         """The client asked for a stream: it gets one, holding the injected failure."""
+        if protocol_for(flow.request.path) is None:  # no protocol to shape it in
+            message = f"codex-fix: upstream sent no response headers within {timeout:g}s"
+            return http.Response.make(504, message, {"content-type": "text/plain"})
         stream = self._new_stream(flow, flow_log(flow))
-        body = stream.fixer.finish(NoResponse(timeout))
         headers = {"content-type": "text/event-stream", "cache-control": "no-cache"}
-        return http.Response.make(200, body, headers)
+        flow.response = http.Response.make(200, b"", headers)
+        stream.no_response(timeout)
+        flow.response.content = b"".join(stream(b""))  # the fixer's end, as for a stream
+        return flow.response
+
+
+class Stats:
+    """What `codexfix.stats` tells: counts since start."""
+
+    def __init__(self) -> None:
+        self.streams = 0
+        self.protocols: Counter[str] = Counter()
+        self.outcomes: Counter[str] = Counter()
+        self.repairs: Counter[str] = Counter()
+        self.warnings = 0
+
+    def add(self, report: StreamReport, outcome: str) -> None:
+        self.streams += 1
+        self.protocols[report.protocol] += 1
+        self.outcomes[outcome.split(" (", 1)[0]] += 1
+        self.repairs.update(report.repairs)
+        self.warnings += report.warnings
+
+    def render(self) -> str:
+        lines = [f"streams: {self.streams}", f"coercion warnings: {self.warnings}"]
+        for title, counts in (
+            ("protocol", self.protocols),
+            ("outcome", self.outcomes),
+            ("repair", self.repairs),
+        ):
+            lines += [f"{title} {name}: {n}" for name, n in counts.most_common()]
+        return "\n".join(lines)
+
+
+def _capture_dir(value: str) -> Path | None:
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise exceptions.OptionsError(
+            f"codexfix_capture_dir: cannot create {value!r}: {exc}"
+        ) from None
+    if not os.access(path, os.W_OK):
+        raise exceptions.OptionsError(f"codexfix_capture_dir: {value!r} is not writable")
+    return path
+
+
+def facts(flow: http.HTTPFlow, stream: FlowStream, outcome: str) -> FlowFacts:
+    """What a capture records of a flow (redacted by the capture itself)."""
+    request, response, report = flow.request, flow.response, stream.fixer.report
+    ttfb = stream.first_byte_at - request.timestamp_start if stream.first_byte_at else None
+    return FlowFacts(
+        method=request.method,
+        url=request.pretty_url,
+        http_version=request.http_version,
+        request_headers=list(request.headers.items(multi=True)),
+        request_body=request.raw_content,
+        protocol=report.protocol,
+        response_status=response.status_code if response else None,
+        response_headers=list(response.headers.items(multi=True)) if response else None,
+        duration_s=time.time() - request.timestamp_start,
+        ttfb_s=ttfb,
+        outcome=outcome,
+        model=report.model,
+        events=report.events,
+        bytes_in=report.bytes_in,
+        bytes_out=report.bytes_out,
+        repairs=report.repairs,
+        warnings=stream.fixer.budget.lines,
+        notes=report.notes,
+        usage=report.usage,
+    )
 
 
 def _seconds(name: str, value: str) -> float:
@@ -211,8 +338,8 @@ def summary(flow: http.HTTPFlow, stream: FlowStream, outcome: str) -> str:
     request = flow.request
     status = flow.response.status_code if flow.response else "-"
     duration = time.time() - request.timestamp_start
-    parts = [f"{request.method} {_where(request)} {status}"]
     report = stream.fixer.report
+    parts = [f"{request.method} {_where(request)} {status} {report.protocol}"]
     ttfb = f"{stream.first_byte_at - request.timestamp_start:.2f}s" if stream.first_byte_at else "-"
     parts += [
         f"model={report.model or '-'}",

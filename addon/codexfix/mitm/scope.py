@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
 
 from mitmproxy import http
 
-# Codex backend and OpenAI Responses paths on any host (POST only: the Codex CLI's
-# WebSocket upgrade is a GET on the same path).
-DEFAULT_FILTER = '~m POST & ~u "(/backend-api/codex/responses|/v1/responses)([?]|$)"'
+# The streaming endpoints of the three protocols on any host: the Codex backend and
+# Responses (`…/v1/responses`, OpenRouter's `/api/v1/responses`), Chat Completions
+# (`…/chat/completions`, Azure's deployments too), Anthropic Messages (`…/v1/messages`).
+# POST only: the Codex CLI's WebSocket upgrade is a GET on the same path.
+DEFAULT_FILTER = (
+    '~m POST & ~u "(/backend-api/codex/responses|/v1/responses|/chat/completions|/v1/messages)'
+    '([?]|$)"'
+)
+_PROTOCOL_BY_PATH = re.compile(r"/(?:(responses)|chat/(completions)|v1/(messages))/?$")
+_PROTOCOLS = ("responses", "chat", "anthropic")
+
+
+def protocol_for(path: str) -> str | None:
+    """The protocol a request path names, or None (the first event will tell)."""
+    match = _PROTOCOL_BY_PATH.search(path.split("?", 1)[0])
+    if match is None:
+        return None
+    return _PROTOCOLS[(match.lastindex or 1) - 1]  # the one group that matched
 
 
 def wants_sse(request: http.Request) -> bool:

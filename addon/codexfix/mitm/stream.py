@@ -1,13 +1,40 @@
-"""The `flow.response.stream` callable: a StreamFixer on mitmproxy's clock and chunks."""
+"""The `flow.response.stream` callable: a StreamFixer on mitmproxy's clock and chunks.
+
+Around the fixer: an optional incremental decoder (an upstream that compressed despite
+`accept-encoding: identity`), bounded copies of both bodies for the UI and flow files,
+and an optional capture.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+import weakref
+from typing import Any
 
-from ..failures import EndCause, UpstreamBroken, UpstreamEnded
+from mitmproxy import http
+
+from ..capture import Capture
+from ..decoding import DecodeError, Decoder
+from ..failures import EndCause, NoResponse, UpstreamBroken, UpstreamEnded
 from ..fixer import StreamFixer
 from .shim import ManagedStream
+
+
+class KeptBody:
+    """The first `limit` bytes of a body (0 keeps nothing)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.truncated = False
+
+    def add(self, data: bytes) -> None:
+        room = self.limit - len(self.data)
+        if len(data) > room:
+            self.truncated = True
+            data = data[: max(room, 0)]
+        self.data += data
 
 
 class FlowStream(ManagedStream):
@@ -18,20 +45,43 @@ class FlowStream(ManagedStream):
     ending the body early. `[]` means "nothing yet".
     """
 
-    def __init__(self, fixer: StreamFixer, log: logging.LoggerAdapter[logging.Logger]) -> None:
+    def __init__(
+        self,
+        fixer: StreamFixer,
+        log: logging.LoggerAdapter[logging.Logger],
+        *,
+        flow: http.HTTPFlow,
+        keep: int = 0,
+        decoder: tuple[str, Decoder] | None = None,
+        capture: Capture | None = None,
+    ) -> None:
         self.fixer = fixer
         self.log = log
         self.first_byte_at: float | None = None  # wall clock, for the summary
+        self.upstream = KeptBody(keep)  # as received (decoded, if it was encoded)
+        self.client = KeptBody(keep)  # as sent
+        self.capture = capture
+        # Not the flow itself: the flow holds this stream (response.stream).
+        self._flow = weakref.ref(flow)
+        self._recorded = False
+        self._decoder = decoder
+        self._undecodable: str | None = None
         self._cause: EndCause = UpstreamEnded()
         self._broken = False
 
     def __call__(self, data: bytes) -> list[bytes]:
+        if data and self._decoder is not None:
+            data = self._decode(data)
+            if not data:
+                return []
+        if data:
+            if self.first_byte_at is None:
+                self.first_byte_at = time.time()
+            self._keep_upstream(data)
         if self._broken:
-            return [data] if data else []
+            return self._sent(data)
         try:
             if data:
-                if self.first_byte_at is None:
-                    self.first_byte_at = time.time()
                 out = self.fixer.feed(data, time.monotonic())
             else:
                 out = self.fixer.finish(self._cause)
@@ -39,14 +89,73 @@ class FlowStream(ManagedStream):
             self._broken = True
             self.fixer.report.outcome = "passthrough"
             self.log.error("internal error, stream switched to raw passthrough: %r", exc)
-            return [data] if data else []
-        return [out] if out else []
+            out = data
+        sent = self._sent(out)
+        if not data:
+            self.record()
+        return sent
+
+    def record(self) -> None:
+        """Keep what happened on the flow, before the `response` hook (and so before `-w`
+        writes the flow): the client body as its content, the rest in its metadata."""
+        flow = self._flow()
+        if self._recorded or flow is None or flow.response is None:
+            return
+        self._recorded = True
+        report = self.fixer.report
+        if self.client.limit:
+            flow.response.raw_content = bytes(self.client.data)
+        info: dict[str, Any] = {
+            "protocol": report.protocol,
+            "outcome": report.outcome,
+            "repairs": list(report.repairs),
+            "notes": list(report.notes),
+            "warnings": list(self.fixer.budget.lines),
+            "upstream": bytes(self.upstream.data) if self.upstream.limit else None,
+            "upstream_truncated": self.upstream.truncated,
+            "client_truncated": self.client.truncated,
+        }
+        flow.metadata["codexfix"] = info
+
+    def _decode(self, data: bytes) -> bytes:
+        assert self._decoder is not None
+        if self._undecodable is not None:
+            return b""  # the stream is ending: the rest cannot be read
+        encoding, decoder = self._decoder
+        try:
+            return decoder.decode(data)
+        except DecodeError as exc:
+            self._undecodable = f"the {encoding} body does not decode: {exc}"
+            self.log.warning("upstream %s", self._undecodable)
+            return b""
+
+    def _keep_upstream(self, data: bytes) -> None:
+        self.upstream.add(data)
+        if self.capture is not None:
+            self.capture.append_upstream(data)
+
+    def _sent(self, out: bytes) -> list[bytes]:
+        if not out:
+            return []
+        self.client.add(out)
+        if self.capture is not None:
+            self.capture.append_client(out)
+        return [out]
 
     def deadline(self) -> float | None:
+        if self._undecodable is not None:
+            return 0.0  # now: end the client's stream, cancel the upstream
         return None if self._broken else self.fixer.deadline()
+
+    def no_response(self, seconds: float) -> None:
+        """The upstream never answered: the next call with b"" ends the client stream."""
+        self._cause = NoResponse(seconds)
 
     def upstream_broken(self, message: str) -> None:
         self._cause = UpstreamBroken(message)
 
     def expired(self, now: float) -> None:
-        self._cause = self.fixer.expiry_cause(now)
+        if self._undecodable is not None:
+            self._cause = UpstreamBroken(self._undecodable)
+        else:
+            self._cause = self.fixer.expiry_cause(now)

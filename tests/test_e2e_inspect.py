@@ -1,0 +1,140 @@
+"""End to end: captures, kept bodies and flow files through a real mitmdump with codex-fix.
+
+Canary secrets are planted in every place a request carries them (headers, query,
+a zstd-compressed JSON body, a response Set-Cookie); none may appear in any capture
+file or in any line mitmdump logs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import zstandard
+from mitmproxy import io
+
+from harness import Mitmdump
+from mock_backend import MockBackend, Scenario, sse_events
+from transcripts import CODEX_BACKEND, events
+
+pytestmark = pytest.mark.e2e
+
+ADDON = Path(__file__).resolve().parent.parent / "addon" / "codex_fix.py"
+FRAMES = sse_events(CODEX_BACKEND[0].read_bytes())
+CUT = 10
+CANARIES = [f"CANARY{n}x7Qz9Lk2Vb8Mn4Rt" for n in range(11)]
+SCENARIOS = {
+    "healthy": Scenario(
+        headers=(("content-type", "text/event-stream"), ("set-cookie", f"s={CANARIES[10]}")),
+        parts=tuple(FRAMES),
+    ),
+    "cut": Scenario(parts=(*FRAMES[:CUT], FRAMES[CUT][:50]), end="cut"),
+}
+bodies: dict[str, bytes] = {}  # what the client received, per scenario
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, str]]:
+    """Both scenarios through one mitmdump; the capture dir, the flow file, the log."""
+    directory = tmp_path_factory.mktemp("inspect")
+    captures, flows = directory / "captures", directory / "flows.mitm"
+    with MockBackend(SCENARIOS) as backend:
+        proxy = Mitmdump(
+            ("-w", str(flows)),
+            mode=f"reverse:{backend.http_url}",
+            confdir=directory / "conf",
+            script=ADDON,
+            # mitmdump's own flow listing prints URLs, queries included: off, as the README
+            # says for anyone who keeps logs.
+            options={"codexfix_capture_dir": str(captures), "flow_detail": "0"},
+            log_path=directory / "mitmdump.log",
+        )
+        with proxy:
+            headers = {
+                "authorization": f"Bearer sk-{CANARIES[0]}",
+                "cookie": f"session={CANARIES[1]}",
+                "chatgpt-account-id": CANARIES[2],
+                "x-api-key": CANARIES[3],
+                "api-key": CANARIES[4],
+                "content-encoding": "zstd",
+                "accept": "text/event-stream",
+            }
+            body = {
+                "model": "gpt-5",
+                "stream": True,
+                "api_key": CANARIES[5],
+                "metadata": {"nested": [{"access_token": CANARIES[6]}]},
+                "input": f"use the key sk-proj-{CANARIES[7]} please",
+            }
+            content = zstandard.ZstdCompressor().compress(json.dumps(body).encode())
+            query = f"?key={CANARIES[8]}&api_key={CANARIES[9]}"
+            with httpx.Client(timeout=10.0) as client:
+                for name in SCENARIOS:
+                    url = f"{proxy.url}/s/{name}/backend-api/codex/responses{query}"
+                    with client.stream("POST", url, content=content, headers=headers) as r:
+                        bodies[name] = b"".join(r.iter_raw())
+        log = proxy.log_text()
+    yield captures, flows, log
+
+
+def records(captures: Path) -> dict[str, dict[str, object]]:
+    found = {}
+    for path in sorted(captures.glob("*.json")):
+        record = json.loads(path.read_text())
+        found[str(record["request"]["url"]).split("/s/")[1].split("/")[0]] = record  # type: ignore[index]
+    return found
+
+
+def test_no_canary_reaches_any_capture_file_or_log_line(run: tuple[Path, Path, str]) -> None:
+    captures, _, log = run
+    files = sorted(captures.iterdir())
+    assert len(files) == 6  # upstream, client and record for each flow
+    assert "summary: POST" in log  # the log was really written
+    for path in files:
+        text = path.read_bytes().decode(errors="replace")
+        assert "CANARY" not in text, path.name
+    assert "CANARY" not in log
+
+
+def test_capture_has_both_bodies_byte_exact_and_a_decoded_record(
+    run: tuple[Path, Path, str],
+) -> None:
+    captures, _, _ = run
+    found = records(captures)
+    assert set(found) == {"healthy", "cut"}
+    for name, record in found.items():
+        files = record["files"]
+        assert isinstance(files, dict)
+        upstream = (captures / files["upstream"]).read_bytes()
+        client = (captures / files["client"]).read_bytes()
+        assert client == bodies[name]
+        if name == "healthy":
+            assert upstream == client == b"".join(FRAMES)
+            assert record["outcome"] == "completed"
+        else:
+            assert upstream == b"".join(FRAMES[:CUT]) + FRAMES[CUT][:50]
+            assert str(record["outcome"]).startswith("injected: truncated")
+            assert events(client)[-2]["type"] == "response.failed"
+        request = record["request"]
+        assert isinstance(request, dict)
+        assert request["body"]["model"] == "gpt-5"  # zstd decoded
+        assert request["body"]["metadata"]["nested"][0]["access_token"] == "[REDACTED]"
+        assert record["protocol"] == "responses" and record["model"] == "gpt-5-2025-08-07"
+
+
+def test_flow_file_keeps_the_client_body_and_the_upstream_body(
+    run: tuple[Path, Path, str],
+) -> None:
+    _, flows, _ = run
+    with flows.open("rb") as file:
+        saved = list(io.FlowReader(file).stream())
+    by_name = {f.request.path.split("/")[2]: f for f in saved}  # type: ignore[attr-defined]
+    cut = by_name["cut"]
+    assert cut.response.content == bodies["cut"]
+    info = cut.metadata["codexfix"]
+    assert info["upstream"] == b"".join(FRAMES[:CUT]) + FRAMES[CUT][:50]
+    assert info["outcome"] == "injected: truncated" and not info["client_truncated"]
+    assert by_name["healthy"].response.content == b"".join(FRAMES)
