@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -116,3 +117,16 @@ def test_usage_and_model_are_recorded() -> None:
     assert fixer.report.model == "claude-sonnet-4"
     usage = fixer.report.usage
     assert usage is not None and (usage.input_tokens, usage.output_tokens) == (12, 42)
+
+
+def test_a_malformed_event_is_a_warning_and_passes_unchanged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bad = {"type": "content_block_delta", "index": "zero", "delta": {"type": "text_delta"}}
+    fixer = anthropic_fixer()
+    body = sse(START, bad, STOP)
+    with caplog.at_level(logging.WARNING, logger="codexfix"):
+        assert fixer.feed(body, 0.0) + fixer.finish(UpstreamEnded()) == body
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "coercion failed: event content_block_delta" in warning and "index" in warning
+    assert fixer.report.warnings == 1 and fixer.report.outcome == "completed"

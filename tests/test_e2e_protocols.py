@@ -64,6 +64,7 @@ def gzipped(parts: list[bytes]) -> tuple[bytes, ...]:
 
 SCENARIOS = {
     "chat-healthy": Scenario(parts=tuple(CHAT)),
+    "chat-no-headers": Scenario(parts=tuple(CHAT), headers_delay=None),
     "chat-eof": Scenario(parts=tuple(CHAT[:CUT])),
     "chat-cut": Scenario(parts=(*CHAT[:CUT], CHAT[CUT][:20]), end="cut"),
     "chat-stall": Scenario(parts=tuple(CHAT[:CUT]), end="stall"),
@@ -79,6 +80,7 @@ SCENARIOS = {
         parts=gzipped(CHAT)[:CUT],
     ),
     "anthropic-healthy": Scenario(parts=tuple(CLAUDE)),
+    "anthropic-no-headers": Scenario(parts=tuple(CLAUDE), headers_delay=None),
     "anthropic-eof": Scenario(parts=tuple(CLAUDE[:CUT])),
     "anthropic-cut": Scenario(parts=(*CLAUDE[:CUT], CLAUDE[CUT][:20]), end="cut"),
     "anthropic-stall": Scenario(parts=tuple(CLAUDE[:CUT]), end="stall"),
@@ -165,6 +167,7 @@ def chat_text(proxies: dict[str, Mitmdump], protocol: str, name: str) -> str:
         ("chat-eof", "server_error", "clean end of body"),
         ("chat-cut", "server_error", "upstream closed the stream before finish_reason ("),
         ("chat-stall", "timeout", "sent nothing for"),
+        ("chat-no-headers", "timeout", "sent no response headers within 1.5s"),
     ],
 )
 def test_openai_chat_raises_api_error_with_the_injected_code(
@@ -242,6 +245,7 @@ ARGS: dict[str, Any] = {"model": "claude-sonnet-4", "max_tokens": 100, "messages
         ("anthropic-eof", "api_error", "before message_stop (clean end of body"),
         ("anthropic-cut", "api_error", "before message_stop ("),
         ("anthropic-stall", "timeout_error", "sent nothing for"),
+        ("anthropic-no-headers", "timeout_error", "sent no response headers within 1.5s"),
         ("anthropic-data-only-error", "overloaded_error", "Overloaded"),
     ],
 )
