@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from codexfix import StreamFixer, UpstreamBroken, UpstreamEnded
+from codexfix.failures import EndCause
 
 from transcripts import ANTHROPIC, CHAT, CODEX_BACKEND, events, frames, new_fixer
 
@@ -34,35 +35,12 @@ def test_truncation_at_any_offset_yields_one_terminal(
     path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="codexfix")  # one warning per offset otherwise
-    data = path.read_bytes()
-    upstream_frames = frames(data)
-    payloads = events(data)
-    assert len(payloads) == len(upstream_frames)
-    boundaries = [0]
-    for raw in upstream_frames:
-        boundaries.append(boundaries[-1] + len(raw))
-    created_id = payloads[0]["response"]["id"]
-
-    fixer = new_fixer()
-    forwarded = 0  # bytes the client got so far, checked against the upstream's
-    complete = 0  # upstream frames complete so far
-    for offset in range(len(data) + 1):
-        if offset:
-            out = fixer.feed(data[offset - 1 : offset], 0.0)
-            assert out == data[forwarded : forwarded + len(out)]
-            forwarded += len(out)
-        while complete < len(upstream_frames) and boundaries[complete + 1] <= offset:
-            complete += 1
-        assert forwarded == boundaries[complete]  # every complete event, nothing more
-
-        cause = UpstreamEnded() if offset % 2 else UpstreamBroken("connection reset")
-        tail = fork(fixer).finish(cause)
-        upstream = payloads[:complete]
-        upstream_terminals = [p for p in upstream if p["type"] in TERMINALS]
+    created_id = events(path.read_bytes())[0]["response"]["id"]
+    for offset, upstream, cause, tail in endings(path):
         added = events(tail)
-        if upstream_terminals:
+        if [p for p in upstream if p["type"] in TERMINALS]:
             # The upstream's own terminal is the only one; [DONE] only if we ended it.
-            assert tail == (b"" if isinstance(cause, UpstreamEnded) else b"data: [DONE]\n\n")
+            assert tail == (b"" if isinstance(cause, UpstreamEnded) else DONE)
             continue
         if not upstream:  # nothing came: the failure gets a response.created of its own
             created = added.pop(0)
@@ -107,10 +85,12 @@ def test_finish_is_idempotent() -> None:
     ]
 
 
-def offsets(path: Path) -> Iterator[tuple[int, list[Any], StreamFixer]]:
-    """For every offset: the payloads of the complete upstream frames, and a fork.
+def endings(path: Path) -> Iterator[tuple[int, list[Any], EndCause, bytes]]:
+    """For every offset: the payloads of the complete upstream frames, the way the upstream
+    ended there (clean or broken, alternately) and what a fork of the fixer added for it.
 
-    The fixer is fed byte by byte and must have forwarded exactly the complete frames.
+    The fixer is fed byte by byte and must have forwarded exactly the complete frames,
+    byte-identical.
     """
     data = path.read_bytes()
     upstream_frames = frames(data)
@@ -129,7 +109,9 @@ def offsets(path: Path) -> Iterator[tuple[int, list[Any], StreamFixer]]:
         while complete < len(upstream_frames) and boundaries[complete + 1] <= offset:
             complete += 1
         assert forwarded == boundaries[complete], offset
-        yield offset, [p for p in payloads[:complete] if p is not None], fork(fixer)
+        cause = UpstreamEnded() if offset % 2 else UpstreamBroken("connection reset")
+        upstream = [p for p in payloads[:complete] if p is not None]
+        yield offset, upstream, cause, fork(fixer).finish(cause)
 
 
 def all_choices_finished(payloads: list[Any]) -> bool:
@@ -148,9 +130,7 @@ def test_chat_truncation_at_any_offset_yields_one_terminal(
     path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="codexfix")
-    for offset, upstream, fixer in offsets(path):
-        cause = UpstreamEnded() if offset % 2 else UpstreamBroken("connection reset")
-        tail = fixer.finish(cause)
+    for offset, upstream, _, tail in endings(path):
         if "[DONE]" in upstream:
             assert tail == b"", offset
         elif any(isinstance(p, dict) and "error" in p for p in upstream):
@@ -171,9 +151,7 @@ def test_anthropic_truncation_at_any_offset_yields_one_terminal(
     path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="codexfix")
-    for offset, upstream, fixer in offsets(path):
-        cause = UpstreamEnded() if offset % 2 else UpstreamBroken("connection reset")
-        tail = fixer.finish(cause)
+    for offset, upstream, _, tail in endings(path):
         if any(p != "[DONE]" and p["type"] == "message_stop" for p in upstream):
             assert tail == b"", offset
             continue
