@@ -33,6 +33,7 @@ _MODULES = (
     "codexfix.mitm.stream",
     "codexfix.mitm.contentview",
     "codexfix.mitm.addon",
+    "codexfix.mitm.websocket",
 )
 
 for _name in _MODULES:
@@ -43,5 +44,6 @@ for _name in _MODULES:
 
 from codexfix.mitm.addon import CodexFix  # noqa: E402
 from codexfix.mitm.contentview import SSEView  # noqa: E402
+from codexfix.mitm.websocket import WebSocketTransport  # noqa: E402
 
-addons = [CodexFix(), SSEView()]
+addons = [CodexFix(), SSEView(), WebSocketTransport()]

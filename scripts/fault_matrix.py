@@ -2,12 +2,17 @@
 
     python scripts/fault_matrix.py            # markdown table for the README
     python scripts/fault_matrix.py --timeout 5
+    python scripts/fault_matrix.py --codex    # the same for the real Codex CLI
 
 Starts the mock backend (scripts/mock_backend.py) and two real mitmdump processes in
 reverse mode on 127.0.0.1: one plain (today's baseline), one with addon/codex_fix.py.
 For every fault of scripts/faults.py, httpx (HTTP/1.1) and openai-python's raw
 `responses.create(stream=True)` iteration read the stream; the table shows how the
-body ended and how the stream ended.
+body ended and how the stream ended. With `--codex`, `codex exec` (tests/codex_cli.py:
+the pinned Codex CLI, a custom provider, one stream retry, no request retry) runs once per
+Codex fault (scripts/faults.py `codex_faults`) straight at the mock, through plain
+mitmdump and through codex-fix; the table shows its exit code, its answer on stdout, the
+requests the mock received and its last `ERROR:` line.
 """
 
 from __future__ import annotations
@@ -24,8 +29,15 @@ import openai
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from faults import responses_faults  # noqa: E402
-
+import codex_cli  # noqa: E402
+from faults import (  # noqa: E402
+    TRANSCRIPT_PATH,
+    CodexFault,
+    SequenceBackend,
+    codex_faults,
+    responses_faults,
+    streamed_text,
+)
 from harness import Mitmdump  # noqa: E402
 from mock_backend import MockBackend, sse_events  # noqa: E402
 
@@ -125,10 +137,77 @@ def markdown(rows: list[tuple[str, str, str, str, str]]) -> str:
     return header + "".join("| " + " | ".join(row) + " |\n" for row in rows)
 
 
+def codex_outcome(result: codex_cli.CodexResult, requests: int, timeout: float) -> str:
+    """What the user of `codex exec` sees, in one cell."""
+    if result.returncode is None:
+        return f"**hang**: killed after {timeout:g}s, {requests} req."
+    answer = streamed_text(sse_events(TRANSCRIPT_PATH.read_bytes()))
+    printed = "answer printed" if result.stdout.strip() == answer else "**no answer**"
+    cell = f"exit {result.returncode} after {result.duration:.1f}s, {printed}, {requests} req."
+    if result.errors:
+        error = result.errors[-1].removeprefix("stream disconnected before completion: ")
+        cell += ": " + error[:120].replace("`", "'")
+    return cell.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def codex_column(
+    faults: dict[str, CodexFault], target: str, tmp: Path, timeout: float
+) -> list[str]:
+    """One column: every fault against a fresh mock, `codex exec` straight at it (target
+    "direct") or through mitmdump (target "plain" or "fixed")."""
+    cells = []
+    with SequenceBackend(faults) as backend:
+        proxy = None
+        if target != "direct":
+            proxy = Mitmdump(
+                (),
+                mode=f"reverse:{backend.http_url}",
+                confdir=tmp / target / "conf",
+                script=ROOT / "addon/codex_fix.py" if target == "fixed" else None,
+                options=OPTIONS if target == "fixed" else {},
+                log_path=tmp / target / "mitmdump.log",
+            ).start()
+        try:
+            base = proxy.url if proxy else backend.http_url
+            for name in faults:
+                config = codex_cli.provider_config(f"{base}/s/{name}/v1", stream_max_retries=1)
+                home = codex_cli.make_home(tmp / target / name, config)
+                result = codex_cli.run_codex(home, timeout=timeout)
+                cells.append(codex_outcome(result, len(backend.requests_for(name)), timeout))
+        finally:
+            if proxy:
+                proxy.stop()
+    return cells
+
+
+def codex_markdown(timeout: float) -> str:
+    faults = codex_faults()
+    with tempfile.TemporaryDirectory() as tmp:
+        columns = [
+            codex_column(faults, target, Path(tmp), timeout)
+            for target in ("direct", "plain", "fixed")
+        ]
+    header = (
+        "| upstream fault | Codex CLI straight at the backend | through plain mitmdump | "
+        "through codex-fix |\n|---|---|---|---|\n"
+    )
+    rows = zip(faults.values(), *columns, strict=True)
+    return header + "".join(f"| {f.description} | {a} | {b} | {c} |\n" for f, a, b, c in rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--timeout", type=float, default=5.0, help="client read timeout (s)")
+    parser.add_argument(
+        "--codex", action="store_true", help="the Codex CLI table (hangs are cut at 20 s)"
+    )
     args = parser.parse_args()
+    if args.codex:
+        if not codex_cli.installed():
+            print(f"Codex CLI not found at {codex_cli.CODEX_BIN}: run scripts/test once")
+            return 2
+        print(codex_markdown(max(args.timeout, 20.0)))
+        return 0
     print(markdown(run(args.timeout)))
     return 0
 

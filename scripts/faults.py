@@ -7,11 +7,12 @@ Shared by the end-to-end tests (what codex-fix must make of each fault) and by
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mock_backend import Scenario, sse_events
+from mock_backend import Headers, MockBackend, Scenario, sse_events
 
 TRANSCRIPT_PATH = (
     Path(__file__).resolve().parent.parent
@@ -140,3 +141,137 @@ def responses_faults(transcript: bytes | None = None) -> dict[str, Fault]:
             "no response headers within",
         ),
     }
+
+
+# -- The Codex CLI ------------------------------------------------------------------------
+# Faults that matter to the Codex CLI (0.169) in particular, for the tests that run it and
+# for scripts/demo.py. A fault may be a sequence: the n-th request gets the n-th scenario
+# (the last one repeats), so a retry or the request after a tool call can succeed.
+
+TOOL_CALL_ID = "call_codexfix_get_goal"
+OVERLOADED_MESSAGE = "Our servers are currently overloaded. Please try again later."
+RATE_LIMIT_MESSAGE = "Rate limit reached for gpt-5. Please try again in 1.5s."
+SERVER_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
+
+
+@dataclass(frozen=True)
+class CodexFault:
+    """What the mock plays, request after request, and what the user must see."""
+
+    scenarios: tuple[Scenario, ...]
+    description: str
+
+
+def error_event(code: str, message: str) -> bytes:
+    """An in-stream `error` event, as the Responses API sends one mid-stream."""
+    return frame({"type": "error", "sequence_number": CUT, "code": code, "message": message})
+
+
+def tool_call_turn(frames: list[bytes]) -> list[bytes]:
+    """The real transcript's start, then a call of `get_goal`: a Codex tool that takes no
+    arguments and touches nothing, so the CLI answers it and asks again."""
+    item = {
+        "id": "fc_codexfix_get_goal",
+        "type": "function_call",
+        "status": "completed",
+        "arguments": "{}",
+        "call_id": TOOL_CALL_ID,
+        "name": "get_goal",
+    }
+    start = frames[:4]  # created, in_progress, the reasoning item added and done
+    seq = len(start)
+    added = {**item, "status": "in_progress", "arguments": ""}
+    events = [
+        {"type": "response.output_item.added", "output_index": 1, "item": added},
+        {
+            "type": "response.function_call_arguments.delta",
+            "item_id": item["id"],
+            "output_index": 1,
+            "delta": "{}",
+        },
+        {
+            "type": "response.function_call_arguments.done",
+            "item_id": item["id"],
+            "output_index": 1,
+            "arguments": "{}",
+        },
+        {"type": "response.output_item.done", "output_index": 1, "item": item},
+    ]
+    body = [frame({**event, "sequence_number": seq + i}) for i, event in enumerate(events)]
+    reasoning = payload(frames[3])["item"]
+    completed = rewrite_completed(frames, output=[reasoning, item])[-1]
+    last = payload(completed)
+    last["sequence_number"] = seq + len(events)
+    return [*start, *body, frame(last)]
+
+
+def codex_faults(transcript: bytes | None = None) -> dict[str, CodexFault]:
+    frames = sse_events(transcript or TRANSCRIPT_PATH.read_bytes())
+    head = tuple(frames[:CUT])
+    healthy = Scenario(parts=tuple(frames))
+    faults = responses_faults(transcript)
+    shared = {
+        name: CodexFault((fault.scenario,), fault.description) for name, fault in faults.items()
+    }
+    no_id = rewrite_completed(frames, id=None)
+    partial_usage = rewrite_completed(frames, usage={"input_tokens": 2239})
+    return {
+        "healthy": shared["healthy"],
+        "deltas-only": shared["deltas-only"],
+        "no-id": CodexFault((Scenario(parts=tuple(no_id)),), "completed without `response.id`"),
+        "partial-usage": CodexFault(
+            (Scenario(parts=tuple(partial_usage)),),
+            "completed with `usage` without output/total tokens",
+        ),
+        "no-id-partial-usage": shared["no-id-partial-usage"],
+        "eof-early": shared["eof-early"],
+        "cut": shared["cut"],
+        "stall": shared["stall"],
+        "no-headers": shared["no-headers"],
+        "server-error": CodexFault(
+            (Scenario(parts=(*head, error_event("server_error", SERVER_ERROR_MESSAGE))),),
+            "`error` event (`server_error`), then clean EOF",
+        ),
+        "overloaded": CodexFault(
+            (Scenario(parts=(*head, error_event("server_is_overloaded", OVERLOADED_MESSAGE))),),
+            "`error` event (`server_is_overloaded`), then clean EOF",
+        ),
+        "rate-limit-then-ok": CodexFault(
+            (
+                Scenario(parts=(*head, error_event("rate_limit_exceeded", RATE_LIMIT_MESSAGE))),
+                healthy,
+            ),
+            '`error` event (`rate_limit_exceeded`, "try again in 1.5s"), then a healthy retry',
+        ),
+        "tool-call": CodexFault(
+            (Scenario(parts=tuple(tool_call_turn(frames))), healthy),
+            "a tool call (`get_goal`), then the final answer",
+        ),
+    }
+
+
+class SequenceBackend(MockBackend):
+    """The mock backend playing `CodexFault`s: the n-th request of a scenario name gets
+    the fault's n-th scenario, the last one repeating. `routes` answer fixed paths (by
+    suffix, before any scenario name is looked at)."""
+
+    def __init__(
+        self,
+        faults: Mapping[str, CodexFault],
+        routes: Mapping[str, Scenario] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__({name: fault.scenarios[0] for name, fault in faults.items()}, **kwargs)
+        self.sequences = {name: fault.scenarios for name, fault in faults.items()}
+        self.routes = dict(routes or {})
+
+    def resolve(self, path: str, headers: Headers) -> tuple[str, Scenario]:
+        bare = path.split("?", 1)[0]
+        route = next((suffix for suffix in self.routes if bare.endswith(suffix)), None)
+        if route is not None:
+            return route, self.routes[route]
+        name, scenario = super().resolve(path, headers)
+        sequence = self.sequences.get(name)
+        if sequence is not None:  # resolve runs before this request is recorded
+            scenario = sequence[min(len(self.requests_for(name)), len(sequence) - 1)]
+        return name, scenario

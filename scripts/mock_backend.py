@@ -8,8 +8,12 @@ timing, and, most importantly, *how the response ends*: cleanly, cut short,
 with the TCP connection dropped, or stalled forever.  This lets tests reproduce
 the broken upstream streams that the addon is meant to repair.
 
-Only the standard library, ``h2`` and ``cryptography`` are used (both ship with
-mitmproxy), so the backend runs in any mitmproxy virtualenv.
+A scenario can also answer an HTTP/1.1 WebSocket upgrade (``websocket=True``): to each
+client message, each part is sent as one text message, the way the Responses WebSocket
+transport of the Codex CLI receives its events.
+
+Only the standard library, ``h2``, ``wsproto`` and ``cryptography`` are used (all ship
+with mitmproxy), so the backend runs in any mitmproxy virtualenv.
 """
 
 from __future__ import annotations
@@ -43,6 +47,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    TextMessage,
+)
+from wsproto.utilities import generate_accept_token
 
 HOST = "127.0.0.1"
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -70,6 +83,12 @@ class Scenario:
     ``eof`` properly, ``cut`` truncated (h1: close without terminator; h2:
     RST_STREAM), ``drop`` by resetting the TCP connection (RST, no GOAWAY),
     ``stall`` by going silent.  ``headers_delay=None`` means no response is ever sent.
+
+    ``websocket=True``: a WebSocket upgrade request is accepted (101) and the parts
+    become text messages, sent in answer to each client message; ``end`` then means
+    ``eof`` (keep answering until the client closes), ``cut`` (TCP close without a
+    close frame after the first answer), ``drop`` (reset) or ``stall`` (silent).  A
+    request without ``Upgrade: websocket`` still gets the plain HTTP response.
     """
 
     status: int = 200
@@ -80,6 +99,7 @@ class Scenario:
     content_length: int | None = None
     end: End = "eof"
     headers_delay: float | None = 0.0
+    websocket: bool = False
 
     def declared_length(self) -> int:
         """Content-length to announce: the override or the real body size."""
@@ -106,6 +126,8 @@ class RecordedRequest:
     # The proxy gave up on the request while the backend held it (a stall, or no headers
     # yet): h1 closed the connection, h2 reset the stream. Shows an upstream cancel.
     abandoned: bool = False
+    # WebSocket only: the client's messages (text as UTF-8), in order.
+    messages: list[bytes] = field(default_factory=list)
 
     def header(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
@@ -425,6 +447,109 @@ async def _h1_end(
         await stream.wait_eof()
         recorded.abandoned = True
     return False
+
+
+# --------------------------------------------------------------------------
+# WebSocket (RFC 6455 over HTTP/1.1)
+# --------------------------------------------------------------------------
+
+
+def is_websocket_upgrade(req: _H1Request) -> bool:
+    """A GET asking to switch to the WebSocket protocol."""
+    return (
+        req.method == "GET"
+        and "websocket" in req.header("upgrade").lower()
+        and bool(req.header("sec-websocket-key"))
+    )
+
+
+def websocket_accept_head(key: str) -> bytes:
+    """The 101 response that completes the opening handshake (no extensions)."""
+    accept = generate_accept_token(key.encode()).decode()
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "upgrade: websocket",
+        "connection: Upgrade",
+        f"sec-websocket-accept: {accept}",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class _WebSocketSession:
+    """Server side of one WebSocket: wsproto frames over the h1 connection."""
+
+    def __init__(
+        self, stream: _BufferedStream, writer: asyncio.StreamWriter, recorded: RecordedRequest
+    ) -> None:
+        self.stream, self.writer, self.recorded = stream, writer, recorded
+        self.ws = Connection(ConnectionType.SERVER)
+        self.closed = False
+        self._text: list[str] = []
+        self._binary: list[bytes] = []
+
+    async def play(self, sc: Scenario) -> None:
+        """Answer each client message with the parts; ``sc.end`` applies after the first
+        answer, except ``eof``, which keeps answering until the client closes (a real
+        server keeps the session for more requests)."""
+        if self.stream.buf:  # frames that arrived with the handshake
+            await self._receive(bytes(self.stream.buf))
+            self.stream.buf.clear()
+        answered = 0
+        while True:
+            while len(self.recorded.messages) <= answered and not self.closed:
+                await self._read()
+            if self.closed:
+                return
+            answered += 1
+            for i, part in enumerate(sc.parts):
+                if i and sc.delay:
+                    await asyncio.sleep(sc.delay)
+                await self._send(TextMessage(data=part.decode("utf-8")))
+            if sc.end != "eof":
+                break
+        if sc.end == "drop":
+            reset_connection(self.writer)
+        elif sc.end == "cut":
+            self.writer.close()
+        else:
+            await self.stream.wait_eof()
+            self.recorded.abandoned = True
+
+    async def _read(self) -> None:
+        data = await self.stream.reader.read(65536)
+        if not data:
+            self.closed = True
+            return
+        await self._receive(data)
+
+    async def _receive(self, data: bytes) -> None:
+        self.ws.receive_data(data)
+        for event in self.ws.events():
+            if isinstance(event, Message):
+                self._collect(event)
+            elif isinstance(event, Ping):
+                await self._send(event.response())
+            elif isinstance(event, CloseConnection):
+                await self._send(event.response())
+                self.closed = True
+
+    def _collect(self, event: Message[Any]) -> None:
+        """Assemble fragmented messages; record each complete one."""
+        if isinstance(event, TextMessage):
+            self._text.append(event.data)
+            if event.message_finished:
+                self.recorded.messages.append("".join(self._text).encode())
+                self._text.clear()
+        elif isinstance(event, BytesMessage):
+            self._binary.append(bytes(event.data))
+            if event.message_finished:
+                self.recorded.messages.append(b"".join(self._binary))
+                self._binary.clear()
+
+    async def _send(self, event: Any) -> None:
+        if not self.writer.transport.is_closing():
+            self.writer.write(self.ws.send(event))
+            await self.writer.drain()
 
 
 # --------------------------------------------------------------------------
@@ -795,6 +920,11 @@ class MockBackend:
                 req.method, req.path, req.headers, req.body, "HTTP/1.1", name, tls
             )
             self.record(recorded)
+            if sc.websocket and is_websocket_upgrade(req):
+                writer.write(websocket_accept_head(req.header("sec-websocket-key")))
+                await writer.drain()
+                await _WebSocketSession(stream, writer, recorded).play(sc)
+                return
             keep_alive = await h1_respond(sc, writer, stream, recorded)
             if not keep_alive or req.wants_close():
                 return

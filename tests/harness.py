@@ -12,7 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -173,3 +174,37 @@ class Mitmdump:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+ADDON = Path(__file__).resolve().parent.parent / "addon" / "codex_fix.py"
+# codex-fix's timeouts in the end-to-end tests: a stall or a missing response ends within
+# seconds; the mock backend's CA is not in mitmproxy's trust store.
+E2E_OPTIONS = {
+    "codexfix_idle_timeout": "1.5",
+    "codexfix_terminal_grace": "0.3",
+    "codexfix_header_timeout": "1.5",
+    "ssl_insecure": "true",
+}
+
+
+@contextmanager
+def addon_proxies(
+    modes: Mapping[str, str], directory: Callable[[str], Path]
+) -> Iterator[dict[str, Mitmdump]]:
+    """One mitmdump with codex-fix per `name: mode`, each in `directory(name)`; all stopped."""
+    started: dict[str, Mitmdump] = {}
+    try:
+        for name, mode in modes.items():
+            where = directory(name)
+            started[name] = Mitmdump(
+                (),
+                mode=mode,
+                confdir=where / "conf",
+                script=ADDON,
+                options=E2E_OPTIONS,
+                log_path=where / "mitmdump.log",
+            ).start()
+        yield started
+    finally:
+        for proxy in started.values():
+            proxy.stop()

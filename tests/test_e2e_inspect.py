@@ -16,13 +16,12 @@ import pytest
 import zstandard
 from mitmproxy import io
 
-from harness import Mitmdump
+from harness import ADDON, Mitmdump
 from mock_backend import MockBackend, Scenario, sse_events
 from transcripts import CODEX_BACKEND, events
 
 pytestmark = pytest.mark.e2e
 
-ADDON = Path(__file__).resolve().parent.parent / "addon" / "codex_fix.py"
 FRAMES = sse_events(CODEX_BACKEND[0].read_bytes())
 CUT = 10
 CANARIES = [f"CANARY{n}x7Qz9Lk2Vb8Mn4Rt" for n in range(11)]

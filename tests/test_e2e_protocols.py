@@ -12,7 +12,6 @@ import json
 import ssl
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -25,19 +24,12 @@ try:  # openai >= 3 and anthropic >= 2 are built on httpx2, earlier versions on 
 except ImportError:
     openai_httpx = httpx
 
-from harness import Mitmdump
+from harness import Mitmdump, addon_proxies
 from mock_backend import MockBackend, Scenario, sse_events
 from transcripts import FIXTURES, events
 
 pytestmark = pytest.mark.e2e
 
-ADDON = Path(__file__).resolve().parent.parent / "addon" / "codex_fix.py"
-OPTIONS = {
-    "codexfix_idle_timeout": "1.5",
-    "codexfix_terminal_grace": "0.3",
-    "codexfix_header_timeout": "1.5",
-    "ssl_insecure": "true",
-}
 TIMEOUT = 10.0
 DONE = b"data: [DONE]\n\n"
 CUT = 6
@@ -103,22 +95,9 @@ def backend() -> Iterator[MockBackend]:
 def proxies(
     backend: MockBackend, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Mitmdump]]:
-    started: dict[str, Mitmdump] = {}
-    try:
-        for name, upstream in (("h1", backend.http_url), ("h2", backend.https_url)):
-            directory = tmp_path_factory.mktemp(name)
-            started[name] = Mitmdump(
-                (),
-                mode=f"reverse:{upstream}",
-                confdir=directory / "conf",
-                script=ADDON,
-                options=OPTIONS,
-                log_path=directory / "mitmdump.log",
-            ).start()
+    modes = {"h1": f"reverse:{backend.http_url}", "h2": f"reverse:{backend.https_url}"}
+    with addon_proxies(modes, tmp_path_factory.mktemp) as started:
         yield started
-    finally:
-        for proxy in started.values():
-            proxy.stop()
 
 
 def base_url(proxies: dict[str, Mitmdump], protocol: str) -> str:

@@ -27,19 +27,12 @@ except ImportError:
     openai_httpx = httpx
 
 from faults import CUT, DONE, TRANSCRIPT_PATH, Fault, payload, responses_faults, streamed_text
-
-from harness import Mitmdump, mitmdump_executable
+from harness import ADDON, E2E_OPTIONS, Mitmdump, mitmdump_executable
 from mock_backend import MockBackend, sse_events
 
 pytestmark = pytest.mark.e2e
 
-ADDON = Path(__file__).resolve().parent.parent / "addon" / "codex_fix.py"
-OPTIONS = {
-    "codexfix_idle_timeout": "1.5",
-    "codexfix_terminal_grace": "0.3",
-    "codexfix_header_timeout": "1.5",
-    "ssl_insecure": "true",  # the mock's CA is not mitmproxy's
-}
+OPTIONS = E2E_OPTIONS
 FAULTS = responses_faults()
 FRAMES = sse_events(TRANSCRIPT_PATH.read_bytes())
 CREATED_ID = payload(FRAMES[0])["response"]["id"]

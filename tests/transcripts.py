@@ -7,10 +7,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import faults
-
 from codexfix import Limits, StreamFixer
 from codexfix.sse import SSEFramer
+
+import faults
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real"
 RESPONSES = sorted((FIXTURES / "responses").glob("*.sse"))
