@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import brotli  # type: ignore[import-untyped]
 import pytest
 import zstandard
-from mitmproxy import exceptions, http
+from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy.layers.http import HttpStream
 from mitmproxy.test import taddons, tflow
 
@@ -63,7 +63,8 @@ def sse_response(
         ("codexfix_terminal_grace", "nan", "codexfix_terminal_grace: must be a finite number"),
         ("codexfix_header_timeout", "inf", "codexfix_header_timeout: must be a finite number"),
         ("codexfix_max_event_size", 10, "codexfix_max_event_size: must be at least 1024"),
-        ("codexfix_keep_body", -1, "codexfix_keep_body: must be >= 0"),
+        ("codexfix_keep_body", "-1", "codexfix_keep_body: expected 'auto' or a size"),
+        ("codexfix_keep_body", "lots", "codexfix_keep_body: expected 'auto' or a size"),
         ("codexfix_capture_dir", "/proc/no-such-dir", "codexfix_capture_dir: cannot create"),
     ],
 )
@@ -229,7 +230,7 @@ def test_an_undecodable_body_ends_the_stream_with_an_injected_failure() -> None:
 def test_the_end_of_a_stream_is_kept_on_the_flow_for_the_ui_and_flow_files() -> None:
     body = read("codex-backend-gpt5-text.sse")
     cut = body[:20000]
-    with configured(codexfix_keep_body=1000) as addon:
+    with configured(codexfix_keep_body="1000") as addon:
         flow = flow_for(accept="text/event-stream")
         assert streamed(addon, flow, sse_response())
         stream = flow.response.stream
@@ -241,6 +242,21 @@ def test_the_end_of_a_stream_is_kept_on_the_flow_for_the_ui_and_flow_files() -> 
         assert info["client_truncated"] and info["outcome"] == "injected: truncated"
         assert info["protocol"] == "responses"
         json.dumps({k: v for k, v in info.items() if k != "upstream"})  # plain values
+
+
+@pytest.mark.parametrize("saving", [False, True])
+def test_auto_keeps_bodies_only_when_flows_are_shown_or_saved(saving: bool) -> None:
+    with configured() as addon:  # mitmdump: no view addon
+        if saving:  # as -w does: the option comes from mitmproxy's save addon
+            ctx.options.add_option("save_stream_file", str | None, None, "")  # type: ignore[arg-type]
+            ctx.options.update(save_stream_file="flows.mitm")
+        flow = flow_for(accept="text/event-stream")
+        assert streamed(addon, flow, sse_response())
+        stream = flow.response.stream
+        assert isinstance(stream, FlowStream)
+        sent = b"".join(stream(read("codex-backend-gpt5-text.sse"))) + b"".join(stream(b""))
+        kept = flow.metadata["codexfix"]["upstream"]
+        assert (flow.response.raw_content, kept) == ((sent, sent) if saving else (b"", None))
 
 
 def test_stats_command_counts_outcomes_and_repairs() -> None:

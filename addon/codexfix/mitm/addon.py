@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from mitmproxy import command, ctx, exceptions, flowfilter, http
+from mitmproxy.utils import human
 
 from ..capture import Capture, FlowFacts
 from ..coercion import UnknownTypes
@@ -34,7 +35,7 @@ class Settings(NamedTuple):
     filter: flowfilter.TFilter
     limits: Limits
     header_timeout: float
-    keep_body: int
+    keep_body: int | None  # None: "auto"
     capture_dir: Path | None
 
 
@@ -104,10 +105,12 @@ class CodexFix:
         )
         loader.add_option(
             "codexfix_keep_body",
-            int,
-            4 * 1024 * 1024,
-            "Bytes of each streamed body kept for the UI and flow files (-w), both as received "
-            "from the upstream and as sent to the client (0 = none).",
+            str,
+            "auto",
+            "How much of each streamed body to keep on the flow, both as received from the "
+            "upstream and as sent to the client, for the UI and flow files (-w): a size "
+            "(e.g. 4m; 0 = none), or 'auto': 4m when mitmweb or the console shows flows or -w "
+            "saves them, else none.",
         )
         loader.add_option(
             "codexfix_capture_dir",
@@ -133,8 +136,6 @@ class CodexFix:
             )
         if options.codexfix_max_event_size < 1024:
             raise exceptions.OptionsError("codexfix_max_event_size: must be at least 1024 bytes")
-        if options.codexfix_keep_body < 0:
-            raise exceptions.OptionsError("codexfix_keep_body: must be >= 0 bytes")
         self.settings = Settings(
             filter=flt,
             limits=Limits(
@@ -143,7 +144,7 @@ class CodexFix:
                 terminal_grace=_seconds("codexfix_terminal_grace", options.codexfix_terminal_grace),
             ),
             header_timeout=_seconds("codexfix_header_timeout", options.codexfix_header_timeout),
-            keep_body=options.codexfix_keep_body,
+            keep_body=_keep_body(options.codexfix_keep_body),
             capture_dir=_capture_dir(options.codexfix_capture_dir),
         )
 
@@ -234,9 +235,8 @@ class CodexFix:
         capture = None
         if settings.capture_dir is not None:
             capture = Capture(settings.capture_dir, flow.request.timestamp_start, flow.id, flog)
-        stream = FlowStream(
-            fixer, flog, flow=flow, keep=settings.keep_body, decoder=decoder, capture=capture
-        )
+        keep = settings.keep_body if settings.keep_body is not None else _auto_keep_body()
+        stream = FlowStream(fixer, flog, flow=flow, keep=keep, decoder=decoder, capture=capture)
         self.streams[flow] = stream
         return stream
 
@@ -279,6 +279,33 @@ class Stats:
         ):
             lines += [f"{title} {name}: {n}" for name, n in counts.most_common()]
         return "\n".join(lines)
+
+
+AUTO_KEEP_BODY = 4 * 1024 * 1024
+
+
+def _keep_body(value: str) -> int | None:
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        size = human.parse_size(value)
+    except ValueError:
+        size = None
+    if size is None or size < 0:
+        raise exceptions.OptionsError(
+            f"codexfix_keep_body: expected 'auto' or a size such as 4m or 0, got {value!r}"
+        )
+    return size
+
+
+def _auto_keep_body() -> int:
+    """Keep bodies only where someone will look at them: a UI that holds flows (mitmweb,
+    the console: their `view` addon) or a flow file (-w). A plain mitmdump would only hold
+    the copies in memory until mitmproxy lets the flow go."""
+    wanted = ctx.master.addons.get("view") is not None or getattr(
+        ctx.options, "save_stream_file", None
+    )
+    return AUTO_KEEP_BODY if wanted else 0
 
 
 def _capture_dir(value: str) -> Path | None:

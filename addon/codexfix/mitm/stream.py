@@ -36,6 +36,13 @@ class KeptBody:
             data = data[: max(room, 0)]
         self.data += data
 
+    def take(self) -> bytes:
+        """The kept bytes; the buffer lets go of them (the flow may outlive the stream by a
+        second: mitmproxy holds it until the shim's last wake-up)."""
+        data = bytes(self.data)
+        self.data = bytearray()
+        return data
+
 
 class FlowStream(ManagedStream):
     """Feeds upstream chunks to the fixer; b"" (end of message) finishes it.
@@ -104,14 +111,14 @@ class FlowStream(ManagedStream):
         self._recorded = True
         report = self.fixer.report
         if self.client.limit:
-            flow.response.raw_content = bytes(self.client.data)
+            flow.response.raw_content = self.client.take()
         info: dict[str, Any] = {
             "protocol": report.protocol,
             "outcome": report.outcome,
             "repairs": list(report.repairs),
             "notes": list(report.notes),
             "warnings": list(self.fixer.budget.lines),
-            "upstream": bytes(self.upstream.data) if self.upstream.limit else None,
+            "upstream": self.upstream.take() if self.upstream.limit else None,
             "upstream_truncated": self.upstream.truncated,
             "client_truncated": self.client.truncated,
         }
