@@ -68,6 +68,7 @@ class FlowStream(ManagedStream):
         self.upstream = KeptBody(keep)  # as received (decoded, if it was encoded)
         self.client = KeptBody(keep)  # as sent
         self.capture = capture
+        self._copying = keep > 0 or capture is not None
         # Not the flow itself: the flow holds this stream (response.stream).
         self._flow = weakref.ref(flow)
         self._recorded = False
@@ -84,7 +85,8 @@ class FlowStream(ManagedStream):
         if data:
             if self.first_byte_at is None:
                 self.first_byte_at = time.time()
-            self._keep_upstream(data)
+            if self._copying:
+                self._keep_upstream(data)
         if self._broken:
             return self._sent(data)
         try:
@@ -144,9 +146,10 @@ class FlowStream(ManagedStream):
     def _sent(self, out: bytes) -> list[bytes]:
         if not out:
             return []
-        self.client.add(out)
-        if self.capture is not None:
-            self.capture.append_client(out)
+        if self._copying:
+            self.client.add(out)
+            if self.capture is not None:
+                self.capture.append_client(out)
         return [out]
 
     def deadline(self) -> float | None:
