@@ -189,7 +189,7 @@ E2E_OPTIONS = {
 
 @contextmanager
 def addon_proxies(
-    modes: Mapping[str, str], directory: Callable[[str], Path]
+    modes: Mapping[str, str], directory: Callable[[str], Path], script: Path = ADDON
 ) -> Iterator[dict[str, Mitmdump]]:
     """One mitmdump with codex-fix per `name: mode`, each in `directory(name)`; all stopped."""
     started: dict[str, Mitmdump] = {}
@@ -200,7 +200,7 @@ def addon_proxies(
                 (),
                 mode=mode,
                 confdir=where / "conf",
-                script=ADDON,
+                script=script,
                 options=E2E_OPTIONS,
                 log_path=where / "mitmdump.log",
             ).start()

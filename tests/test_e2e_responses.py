@@ -27,12 +27,11 @@ except ImportError:
     openai_httpx = httpx
 
 from faults import CUT, DONE, TRANSCRIPT_PATH, Fault, payload, responses_faults, streamed_text
-from harness import ADDON, E2E_OPTIONS, Mitmdump, mitmdump_executable
+from harness import ADDON, E2E_OPTIONS, Mitmdump, addon_proxies, mitmdump_executable
 from mock_backend import MockBackend, sse_events
 
 pytestmark = pytest.mark.e2e
 
-OPTIONS = E2E_OPTIONS
 FAULTS = responses_faults()
 FRAMES = sse_events(TRANSCRIPT_PATH.read_bytes())
 CREATED_ID = payload(FRAMES[0])["response"]["id"]
@@ -46,34 +45,18 @@ def backend() -> Iterator[MockBackend]:
         yield mock
 
 
-def start_proxy(directory: Path, mode: str, script: Path | None = ADDON) -> Mitmdump:
-    return Mitmdump(
-        (),
-        mode=mode,
-        confdir=directory / "conf",
-        script=script,
-        options=OPTIONS,
-        log_path=directory / "mitmdump.log",
-    ).start()
-
-
 @pytest.fixture(scope="module")
 def proxies(
     backend: MockBackend, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Mitmdump]]:
     """Reverse proxies to the mock's HTTP/1.1 and TLS (HTTP/2) ports, and a regular proxy."""
-    started: dict[str, Mitmdump] = {}
-    try:
-        for name, mode in (
-            ("h1", f"reverse:{backend.http_url}"),
-            ("h2", f"reverse:{backend.https_url}"),
-            ("regular", "regular"),
-        ):
-            started[name] = start_proxy(tmp_path_factory.mktemp(name), mode)
+    modes = {
+        "h1": f"reverse:{backend.http_url}",
+        "h2": f"reverse:{backend.https_url}",
+        "regular": "regular",
+    }
+    with addon_proxies(modes, tmp_path_factory.mktemp) as started:
         yield started
-    finally:
-        for proxy in started.values():
-            proxy.stop()
 
 
 def post_raw(client: httpx.Client, url: str) -> tuple[httpx.Response, bytes]:
@@ -144,7 +127,7 @@ def test_every_fault_reaches_httpx_well_formed(
     with client:
         response, body = post_raw(client, f"{base_url(proxies, protocol)}/s/{name}/v1/responses")
     if name == "hold-open":  # ended by the terminal grace (0.3 s), not the idle timeout
-        assert time.monotonic() - started < float(OPTIONS["codexfix_idle_timeout"])
+        assert time.monotonic() - started < float(E2E_OPTIONS["codexfix_idle_timeout"])
     assert response.status_code == 200
     assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
     check_client_stream(name, body)
@@ -322,8 +305,9 @@ def test_hot_reload_keeps_one_patch(tmp_path: Path, backend: MockBackend) -> Non
     (script_dir / "codexfix").symlink_to(ADDON.parent / "codexfix")
     script = script_dir / "codex_fix.py"
     script.write_bytes(ADDON.read_bytes())
-    proxy = start_proxy(tmp_path, f"reverse:{backend.http_url}", script)
-    try:
+    modes = {"reload": f"reverse:{backend.http_url}"}
+    with addon_proxies(modes, lambda _: tmp_path, script) as started:
+        proxy = started["reload"]
         wait_for_log(proxy, "Loading script")
         later = time.time() + 5
         os.utime(script, (later, later))  # mitmproxy reloads a script whose mtime changed
@@ -336,5 +320,3 @@ def test_hot_reload_keeps_one_patch(tmp_path: Path, backend: MockBackend) -> Non
             _, body = post_raw(client, f"{proxy.url}/s/cut/v1/responses")
         check_client_stream("cut", body)
         assert "Traceback" not in proxy.log_text()
-    finally:
-        proxy.stop()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .dialects import protocol_of
-from .report import Usage
+from .report import Usage, chat_usage, responses_usage
 from .sse import Frame, SSEFramer
 
 Json = dict[str, Any]
@@ -287,12 +287,7 @@ class _ResponsesBuilder(_Builder):
             details.append(f"reason={incomplete['reason']}")
         usage = response.get("usage")
         if isinstance(usage, dict):
-            result.usage = Usage(
-                input_tokens=_int(usage.get("input_tokens")),
-                cached_tokens=_int(_get(usage, "input_tokens_details", "cached_tokens")),
-                output_tokens=_int(usage.get("output_tokens")),
-                reasoning_tokens=_int(_get(usage, "output_tokens_details", "reasoning_tokens")),
-            )
+            result.usage = responses_usage(usage)
             details.append(_usage(result.usage))
         return details
 
@@ -351,12 +346,7 @@ class _ChatBuilder(_Builder):
             details.append("no choices")
         usage = obj.get("usage")
         if isinstance(usage, dict):
-            result.usage = Usage(
-                input_tokens=_int(usage.get("prompt_tokens")),
-                cached_tokens=_int(_get(usage, "prompt_tokens_details", "cached_tokens")),
-                output_tokens=_int(usage.get("completion_tokens")),
-                reasoning_tokens=_int(_get(usage, "completion_tokens_details", "reasoning_tokens")),
-            )
+            result.usage = chat_usage(usage)
             details.append(_usage(result.usage))
         return " ".join(d for d in details if d)
 
@@ -560,11 +550,6 @@ def _first_str(places: list[Any], key: str) -> str | None:
         if isinstance(place, dict) and isinstance(place.get(key), str) and place[key]:
             return str(place[key])
     return None
-
-
-def _get(obj: Json, outer: str, inner: str) -> object:
-    nested = obj.get(outer)
-    return nested.get(inner) if isinstance(nested, dict) else None
 
 
 def _dict(value: object) -> Json:

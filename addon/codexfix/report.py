@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -27,3 +28,28 @@ class StreamReport:
     warnings: int = 0
     usage: Usage | None = None
     notes: list[str] = field(default_factory=list)
+
+
+def responses_usage(usage: dict[str, Any]) -> Usage:
+    """A Responses `usage` object (as JSON) read leniently: what is missing counts 0."""
+    return _usage(usage, "input_tokens", "output_tokens")
+
+
+def chat_usage(usage: dict[str, Any]) -> Usage:
+    """A Chat Completions `usage` object (as JSON) read leniently."""
+    return _usage(usage, "prompt_tokens", "completion_tokens")
+
+
+def _usage(usage: dict[str, Any], inputs: str, outputs: str) -> Usage:
+    def count(key: str, detail: str | None = None) -> int:
+        value = usage.get(key)
+        if detail is not None:
+            value = value.get(detail) if isinstance(value, dict) else None
+        return value if isinstance(value, int) else 0
+
+    return Usage(
+        input_tokens=count(inputs),
+        cached_tokens=count(f"{inputs}_details", "cached_tokens"),
+        output_tokens=count(outputs),
+        reasoning_tokens=count(f"{outputs}_details", "reasoning_tokens"),
+    )

@@ -26,7 +26,7 @@ from ..failures import (
     responses_code,
 )
 from ..models import responses as m
-from ..report import StreamReport, Usage
+from ..report import StreamReport, responses_usage
 from ..sse import Frame
 from .base import DONE, DialectBase, Json, render
 
@@ -307,16 +307,8 @@ class ResponsesDialect(DialectBase):
         usage = response.get("usage")
         if isinstance(response.get("model"), str):
             self.report.model = response["model"]
-        if not isinstance(usage, dict):
-            return
-        details_in = usage.get("input_tokens_details") or {}
-        details_out = usage.get("output_tokens_details") or {}
-        self.report.usage = Usage(
-            input_tokens=_int(usage.get("input_tokens")),
-            cached_tokens=_int(details_in.get("cached_tokens")),
-            output_tokens=_int(usage.get("output_tokens")),
-            reasoning_tokens=_int(details_out.get("reasoning_tokens")),
-        )
+        if isinstance(usage, dict):
+            self.report.usage = responses_usage(usage)
 
     # -- the end ----------------------------------------------------------------------
 
@@ -390,7 +382,3 @@ def _first_str(places: list[Json], key: str) -> str | None:
         if isinstance(place.get(key), str) and place[key]:
             return str(place[key])
     return None
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else 0
