@@ -6,11 +6,11 @@ path suggested (or to find it when the path does not tell).
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol
 
 from ..failures import EndCause
 from ..sse import Frame
+from .base import loads_object
 
 ANTHROPIC_TYPES = frozenset(
     {
@@ -49,11 +49,8 @@ class Dialect(Protocol):
 
 def sniff(data: bytes) -> str | None:
     """The protocol an event's JSON belongs to, or None if it could be any (`error`)."""
-    try:
-        obj = json.loads(data)
-    except ValueError:
-        return None
-    return protocol_of(obj) if isinstance(obj, dict) else None
+    obj = loads_object(data)
+    return protocol_of(obj) if obj is not None else None
 
 
 def protocol_of(obj: dict[str, Any], event: str | None = None) -> str | None:

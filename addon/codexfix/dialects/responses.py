@@ -28,7 +28,7 @@ from ..failures import (
 from ..models import responses as m
 from ..report import StreamReport, responses_usage
 from ..sse import Frame
-from .base import DONE, DialectBase, Json, render
+from .base import DONE, DialectBase, Json, loads_object, render
 
 TERMINALS = frozenset({"response.completed", "response.failed", "response.incomplete"})
 _USAGE_INTS = ("input_tokens", "output_tokens", "total_tokens")
@@ -146,11 +146,8 @@ class ResponsesDialect(DialectBase):
 
     def _on_unmodelled(self, frame: Frame, data: bytes) -> bytes:
         """An event that failed coercion still drives the state where it can be read."""
-        try:
-            obj = json.loads(data)
-        except ValueError:
-            return frame.raw
-        if not isinstance(obj, dict):
+        obj = loads_object(data)
+        if obj is None:
             return frame.raw
         event_type = obj.get("type")
         if isinstance(obj.get("sequence_number"), int):
