@@ -75,21 +75,26 @@ def test_warnings_are_rate_limited_per_stream(caplog: pytest.LogCaptureFixture) 
     assert fixer.report.warnings == 50
 
 
+# Mid-stream on the fast path (a handler called from on_events for blocks of simple
+# frames), and on the frame-by-frame path (every frame, once the line ends are CRLF).
+@pytest.mark.parametrize(
+    ("method", "eol"), [("_on_output_item", b"\n"), ("on_frame", b"\r\n")], ids=["fast", "frames"]
+)
 def test_internal_error_switches_to_raw_passthrough_losing_nothing(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    method: str, eol: bytes, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = CODEX_BACKEND[0].read_bytes()
+    data = CODEX_BACKEND[0].read_bytes().replace(b"\n", eol)
     calls = 0
-    original = ResponsesDialect.on_frame
+    original = getattr(ResponsesDialect, method)
 
-    def flaky(self: ResponsesDialect, frame):  # type: ignore[no-untyped-def]
+    def flaky(self: ResponsesDialect, *args):  # type: ignore[no-untyped-def]
         nonlocal calls
         calls += 1
-        if calls == 5:
+        if calls == 3:
             raise RuntimeError("boom")
-        return original(self, frame)
+        return original(self, *args)
 
-    monkeypatch.setattr(ResponsesDialect, "on_frame", flaky)
+    monkeypatch.setattr(ResponsesDialect, method, flaky)
     fixer = new_fixer()
     with caplog.at_level(logging.ERROR, logger="codexfix"):
         out = b"".join(fixer.feed(piece, 0.0) for piece in chunked(data, [777]))
@@ -160,7 +165,7 @@ def test_output_depends_only_on_bytes_not_on_chunking(
 
 
 def test_framer_error_at_the_end_still_forwards_the_tail(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(SSEFramer, "close", lambda self: 1 / 0)
+    monkeypatch.setattr(SSEFramer, "push_final", lambda self: 1 / 0)
     fixer = new_fixer()
     body = sse(CREATED) + b"data: partial"
     out = fixer.feed(body, 0.0) + fixer.finish(UpstreamEnded())

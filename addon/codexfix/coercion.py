@@ -15,6 +15,8 @@ from typing import Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from .report import StreamReport
+
 M = TypeVar("M")
 
 _SEQUENCE = re.compile(rb'"sequence_number"\s*:\s*(\d+)')
@@ -25,14 +27,22 @@ _EXCERPT = 120
 class WarningBudget:
     """Per-stream warning counter: the first `limit` are logged, then one notice."""
 
-    def __init__(self, log: logging.LoggerAdapter[logging.Logger], limit: int) -> None:
+    def __init__(
+        self,
+        log: logging.LoggerAdapter[logging.Logger],
+        limit: int,
+        report: StreamReport | None = None,
+    ) -> None:
         self.log = log
         self.limit = limit
+        self.report = report  # whose `warnings` count this keeps current
         self.count = 0
         self.lines: list[str] = []  # the ones logged, for the flow's inspection
 
     def warn(self, msg: str, *args: object) -> None:
         self.count += 1
+        if self.report is not None:
+            self.report.warnings = self.count
         if self.count <= self.limit:
             self.log.warning(msg, *args)
             self.lines.append(msg % args)
@@ -63,14 +73,15 @@ class Coercer(Generic[M]):
     ) -> None:
         # The compiled validator itself: TypeAdapter.validate_json adds a Python-level
         # wrapper per call, a measurable cost at one call per event.
-        self._validate_json: Callable[[bytes], M] = adapter.validator.validate_json
+        # Raises ValidationError (also for invalid JSON); the dialects' fast paths call it.
+        self.validate: Callable[[bytes], M] = adapter.validator.validate_json
         self.budget = budget
         self.unknown = unknown
 
     def coerce(self, data: bytes, event_name: str | None) -> M | None:
         """The model for `data`, or None (after a warning or an unknown-type note)."""
         try:
-            return self._validate_json(data)
+            return self.validate(data)
         except ValidationError as exc:
             self._report(data, event_name, exc)
             return None

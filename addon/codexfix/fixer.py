@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from .models.anthropic import ANTHROPIC_EVENT
 from .models.chat import CHAT_EVENT
 from .models.responses import RESPONSES_EVENT
 from .report import StreamReport
-from .sse import Frame, SSEFramer
+from .sse import Frame, SSEFramer, simple_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,9 @@ class _Undetected:
 
     def on_frame(self, frame: Frame) -> bytes:
         return frame.raw
+
+    def on_events(self, names: Sequence[bytes | None], datas: Sequence[bytes]) -> int:
+        return 0
 
     def finish(self, cause: EndCause) -> bytes:
         return b""
@@ -72,11 +76,12 @@ class StreamFixer:
         self.limits = limits
         self.log = log
         self.report = StreamReport(protocol or "unknown")
-        self.budget = WarningBudget(log, limits.warning_limit)
+        self.budget = WarningBudget(log, limits.warning_limit, self.report)
         self._unknown_types = unknown_types or UnknownTypes()
         self.dialect: Dialect = _Undetected() if protocol is None else self._dialect(protocol)
         self._confirmed = False  # the first event agreed with the protocol
         self._framer = SSEFramer()
+        self._stream_start = True  # the next block opens the stream (a BOM may lead it)
         self._last_activity = now
         self._terminal_at: float | None = None
         self._raw = False
@@ -98,14 +103,22 @@ class StreamFixer:
             return self._count(data)
         self._last_activity = now
         try:
-            frames = self._framer.feed(data)
+            block = self._framer.push(data)
         except Exception as exc:
-            return self._go_raw(exc, b"")
-        out, error = self._forward(frames)
-        if error is not None:
-            return self._count(self._go_raw(error, out))
-        if self._raw:  # the first event showed another protocol
-            return self._count(out)
+            return self._count(self._go_raw(exc, b""))
+        out = b""
+        if block:  # else the bytes only added to an incomplete event: no news
+            out, error = self._forward(block)
+            if error is not None:
+                return self._count(self._go_raw(error, out))
+            if self._raw:  # the first event showed another protocol
+                return self._count(out)
+            # Chat: a choice may start after the others finished, so this can turn back.
+            if self.dialect.terminal_seen:
+                if self._terminal_at is None:
+                    self._terminal_at = now
+            else:
+                self._terminal_at = None
         if self._framer.buffered > self.limits.max_event_size:
             self.log.warning(
                 "an SSE event is larger than %d bytes: passing the rest of the stream through "
@@ -113,13 +126,8 @@ class StreamFixer:
                 self.limits.max_event_size,
             )
             return self._count(out + self._go_raw(None, b""))
-        # Chat: a choice may start after the others finished, so this can turn back.
-        if self.dialect.terminal_seen:
-            if self._terminal_at is None:
-                self._terminal_at = now
-        else:
-            self._terminal_at = None
-        return self._count(out)
+        self.report.bytes_out += len(out)  # (self._count, inlined: once per chunk)
+        return out
 
     def finish(self, cause: EndCause) -> bytes:
         """The end of the upstream body; idempotent (mitmproxy may signal the end twice)."""
@@ -129,10 +137,10 @@ class StreamFixer:
         if self._raw:
             return b""
         try:
-            frames = self._framer.close()
+            block = self._framer.push_final()
         except Exception as exc:
             return self._count(self._go_raw(exc, b""))
-        out, error = self._forward(frames)
+        out, error = self._forward(block)
         if error is not None:
             return self._count(self._go_raw(error, out))
         if self._raw:
@@ -184,39 +192,61 @@ class StreamFixer:
                 coercer = Coercer(ANTHROPIC_EVENT, self.budget, self._unknown_types)
                 return AnthropicDialect(self.report, coercer, self.log)
 
-    def _forward(self, frames: list[Frame]) -> tuple[bytes, Exception | None]:
-        """The dialect's bytes for `frames`; if it raises, the frames from there on raw."""
-        out: list[bytes] = []
-        on_frame = self.dialect.on_frame
+    def _forward(self, block: bytes) -> tuple[bytes, Exception | None]:
+        """The dialect's bytes for a block of frames; if it raises, the block's frames
+        that were not forwarded yet, raw."""
+        if not block:
+            return b"", None
+        stream_start, self._stream_start = self._stream_start, False
+        handled = 0
+        # The fast path: most blocks are simple frames that all leave unchanged, and go
+        # out as the one bytes object they came in.
+        fields = simple_fields(block)
+        if fields is not None:
+            if not self._confirmed:
+                self._confirm(fields[1][0])
+                if self._raw:
+                    return block + self._framer.take_tail(), None
+            if self._confirmed:
+                try:
+                    handled = self.dialect.on_events(*fields)
+                except Exception as exc:
+                    return block, exc
+                if handled == len(fields[1]):
+                    return block, None
         try:
-            for frame in frames:
-                if not self._confirmed and not self._confirm(frame):
+            frames = self._framer.split(block, stream_start=stream_start)
+        except Exception as exc:
+            return block, exc
+        out: list[bytes] = [f.raw for f in frames[:handled]]
+        try:
+            for frame in frames[handled:]:
+                if not self._confirmed and frame.data is not None:
+                    self._confirm(frame.data)
                     if self._raw:  # not the protocol we expected: untouched from here on
                         rest = b"".join(f.raw for f in frames[len(out) :])
                         return b"".join(out) + rest + self._framer.take_tail(), None
-                    on_frame = self.dialect.on_frame
-                out.append(on_frame(frame))
+                out.append(self.dialect.on_frame(frame))
         except Exception as exc:
             failed_at = len(out)
             return b"".join(out) + b"".join(f.raw for f in frames[failed_at:]), exc
         return b"".join(out), None
 
-    def _confirm(self, frame: Frame) -> bool:
-        """Check the first event against the protocol; False if the dialect changed."""
-        data = frame.data
-        if data is None or data == b"[DONE]":
-            return True  # nothing to tell by yet
+    def _confirm(self, data: bytes) -> None:
+        """Check the first event against the protocol: confirm it, tell it (a new
+        dialect), or give up on the stream (raw passthrough)."""
+        if data == b"[DONE]":
+            return  # nothing to tell by yet
         self._confirmed = True
         found = sniff(data)
         expected = None if isinstance(self.dialect, _Undetected) else self.report.protocol
         if found is None and expected is not None:
-            return True  # an `error` first, say: consistent with the request path
+            return  # an `error` first, say: consistent with the request path
         if found is not None and expected in (None, found):
             if expected is None:
                 self.report.protocol = found
                 self.dialect = self._dialect(found)
-                return False
-            return True
+            return
         self.log.warning(
             "the stream does not look like %s (first event: %r): passing it through untouched",
             expected or "any known protocol",
@@ -224,7 +254,6 @@ class StreamFixer:
         )
         self._raw = True
         self.report.outcome = "passthrough"
-        return False
 
     def _go_raw(self, exc: BaseException | None, pending: bytes) -> bytes:
         """Switch to raw passthrough; return every byte not forwarded yet."""
@@ -256,5 +285,4 @@ class StreamFixer:
 
     def _count(self, out: bytes) -> bytes:
         self.report.bytes_out += len(out)
-        self.report.warnings = self.budget.count
         return out

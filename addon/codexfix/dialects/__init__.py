@@ -6,11 +6,14 @@ path suggested (or to find it when the path does not tell).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from ..failures import EndCause
+from ..models.base import Model
 from ..sse import Frame
-from .base import loads_object
 
 ANTHROPIC_TYPES = frozenset(
     {
@@ -42,15 +45,39 @@ class Dialect(Protocol):
         """Bytes to forward for one complete upstream frame (its raw bytes when healthy)."""
         ...
 
+    def on_events(self, names: Sequence[bytes | None], datas: Sequence[bytes]) -> int:
+        """The fast path for a run of simple frames (`sse.simple_fields`): handle them in
+        order while each one leaves unchanged; return how many it handled.
+
+        The caller forwards those frames as they are and gives the rest to `on_frame`,
+        which must do the same for a frame as this would have done.
+        """
+        ...
+
     def finish(self, cause: EndCause) -> bytes:
         """Bytes that end the client stream properly, given why the upstream stream ended."""
         ...
 
 
+class _Telling(Model):
+    """The keys that tell a protocol, whatever their values.
+
+    Only these are read: the rest of a first event (a `response.created` may carry long
+    instructions) is skipped by the JSON parser, never built into Python objects.
+    """
+
+    type: Any = None
+    object: Any = None
+    choices: Any = None
+
+
 def sniff(data: bytes) -> str | None:
     """The protocol an event's JSON belongs to, or None if it could be any (`error`)."""
-    obj = loads_object(data)
-    return protocol_of(obj) if obj is not None else None
+    try:
+        telling = _Telling.model_validate_json(data)
+    except ValidationError:  # not JSON, or not an object
+        return None
+    return protocol_of({"type": telling.type, "object": telling.object, "choices": telling.choices})
 
 
 def protocol_of(obj: dict[str, Any], event: str | None = None) -> str | None:

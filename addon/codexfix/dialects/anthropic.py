@@ -11,8 +11,10 @@ never adds one, and never a `message_stop` the upstream did not send.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from pydantic import ValidationError
 
 from ..coercion import Coercer
 from ..failures import EndCause, Failure, classify, describe, done_without_terminal
@@ -57,6 +59,9 @@ class AnthropicDialect(DialectBase):
         if data == b"[DONE]":  # not this protocol's: some gateways add it
             self._done_sent = True
             return self._error_frame(done_without_terminal(self.terminal_name)) + frame.raw
+        if frame.event is not None and self.on_events((b"",), (data,)):
+            return frame.raw
+        # What the fast path leaves: a data-only frame, or an event that fails its model.
         self.report.events += 1
         model = self.coercer.coerce(data, frame.event)
         if model is None:
@@ -76,6 +81,29 @@ class AnthropicDialect(DialectBase):
                 self._repaired("event_line", f"added `event: {event_type}` to data-only frames")
             return b"event: " + event_type.encode() + b"\n" + frame.raw
         return frame.raw
+
+    def on_events(self, names: Sequence[bytes | None], datas: Sequence[bytes]) -> int:
+        """Named events that pass their model leave unchanged: handle those in a row."""
+        if self._terminal is not None:
+            return 0
+        validate = self.coercer.validate
+        handlers = self._handlers
+        handled = 0
+        for name, data in zip(names, datas, strict=True):
+            if name is None:
+                break  # a data-only frame gets its `event:` line
+            try:
+                model = validate(data)
+            except ValidationError:
+                break
+            handler = handlers.get(model.__class__)
+            if handler is not None:
+                handler(model)
+            handled += 1
+            if self._terminal is not None:
+                break  # what follows message_stop or error is on_frame's to drop
+        self.report.events += handled
+        return handled
 
     def _on_message_start(self, event: m.MessageStart) -> None:
         self.report.model = event.message.model

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from ..report import StreamReport
@@ -25,6 +26,10 @@ class DialectBase:
     @property
     def terminal_seen(self) -> bool:
         return self._terminal is not None
+
+    def on_events(self, names: Sequence[bytes | None], datas: Sequence[bytes]) -> int:
+        """No fast path: every frame goes to `on_frame`."""
+        return 0
 
     def _after_terminal(self, frame: Frame) -> bytes:
         """Nothing follows a terminal but the upstream's own first [DONE]."""

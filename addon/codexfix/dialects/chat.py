@@ -11,6 +11,9 @@ terminal, and only `[DONE]` is ensured after it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+
+from pydantic import ValidationError
 
 from ..coercion import Coercer
 from ..failures import EndCause, Failure, classify, describe, done_without_terminal
@@ -59,6 +62,9 @@ class ChatDialect(DialectBase):
             return out + frame.raw
         if self._error:
             return self._after_terminal(frame)  # the stream is over: [DONE] only
+        if self.on_events((None,), (data,)):
+            return frame.raw
+        # What the fast path leaves: an error frame, or a chunk that fails its model.
         self.report.events += 1
         model = self.coercer.coerce(data, frame.event)
         # Exact-class checks: isinstance() through pydantic's metaclass costs more.
@@ -69,6 +75,25 @@ class ChatDialect(DialectBase):
         else:
             self._on_unmodelled(data, frame.event)
         return frame.raw
+
+    def on_events(self, names: Sequence[bytes | None], datas: Sequence[bytes]) -> int:
+        """Chunks that pass their model leave unchanged: handle those in a row."""
+        if self._done_sent or self._error:
+            return 0
+        validate = self.coercer.validate
+        chunk = m.Chunk
+        handled = 0
+        for data in datas:
+            try:
+                model = validate(data)
+            except ValidationError:
+                break
+            if model.__class__ is not chunk:
+                break
+            self._on_chunk(model)
+            handled += 1
+        self.report.events += handled
+        return handled
 
     def _on_chunk(self, chunk: m.Chunk) -> None:
         for choice in chunk.choices:
