@@ -19,6 +19,9 @@ What one run measures:
       (``/proc/<pid>/stat``) consumed by the traffic (after a warm-up) are divided by
       the MB streamed. Every body is checked to equal the transcript byte for byte.
       Goal: codex-fix / baseline <= 1.05.
+      Next to it, the floor that validating every event puts under this ratio: the
+      time pydantic-core's ``validate_json`` alone takes for the transcript's events
+      (in this process, warm: the proxy pays more), over the baseline's CPU per request.
 (iii) Peak RSS (``VmHWM`` in ``/proc/<pid>/status``) of both mitmdump processes after
       the traffic, and their ratio (reported; no target).
 
@@ -31,6 +34,8 @@ Reproduce (from the repository root, in a mitmproxy virtualenv with httpx)::
     python scripts/bench.py                 # full run, about 1-2 minutes
     python scripts/bench.py --quick         # smoke run, a few seconds
     python scripts/bench.py --profile       # plus a cProfile of the core path
+
+Where the proxy's CPU goes: ``scripts/profile_proxy.py``.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ for _path in (REPO_ROOT / "addon", REPO_ROOT / "tests", REPO_ROOT / "scripts"):
         sys.path.insert(0, str(_path))
 
 from codexfix import Limits, StreamFixer, UpstreamEnded  # noqa: E402
+from codexfix.models.responses import RESPONSES_EVENT  # noqa: E402
 from codexfix.sse import SSEFramer  # noqa: E402
 
 from harness import Mitmdump  # noqa: E402
@@ -362,6 +368,33 @@ def print_pathological(name: str, longest: int, rates: dict[str, tuple[Rate, Rat
         print(f"      = {per_call_us(small, whole):.2f} us fixed cost per extra feed() call")
 
 
+def validation_seconds(transcript: bytes, repeat: int) -> float:
+    """Best time to validate every event of `transcript` once, as the core does."""
+    validate = RESPONSES_EVENT.validator.validate_json
+    payloads = data_payloads([transcript])
+
+    def work() -> int:
+        for payload in payloads:
+            validate(payload)
+        return len(payloads)
+
+    return best_time(work, repeat)[0]
+
+
+def print_floor(base: ProxyRun, requests: int, validation_s: float) -> None:
+    """What validating every event alone adds to the baseline's CPU: a floor for (ii)."""
+    base_us = base.cpu_s / requests * 1e6
+    floor = 1 + validation_s * 1e6 / base_us
+    budget = (GOAL_CPU - 1) * base_us
+    print(
+        f"  floor: validating the {len(data_payloads([PROXY_TRANSCRIPT.read_bytes()]))} events "
+        f"of one request (validate_json alone, warm, in this process) takes "
+        f"{validation_s * 1e6:.0f} us, against the baseline's {base_us:.0f} us of CPU per "
+        f"request: (ii) >= {floor:.2f} while every event is validated (the goal leaves "
+        f"{budget:.0f} us for all of codex-fix)"
+    )
+
+
 def print_proxy(fixed: ProxyRun, base: ProxyRun, requests: int) -> None:
     size = PROXY_TRANSCRIPT.stat().st_size
     print(
@@ -445,6 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.collect()
     fixed, base = bench_proxy(args.requests, warmup=2 if args.quick else 10)
     print_proxy(fixed, base, args.requests)
+    print_floor(base, args.requests, validation_seconds(PROXY_TRANSCRIPT.read_bytes(), args.repeat))
     if args.profile:
         print(profile_core(transcripts, args.repeat))
     print_goals(core, parse, fixed, base)

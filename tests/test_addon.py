@@ -220,11 +220,32 @@ def test_an_undecodable_body_ends_the_stream_with_an_injected_failure() -> None:
         head = b"".join(stream(good))
         assert stream.deadline() != 0.0
         assert stream(b"this is not gzip data at all") == []
-        assert stream.deadline() == 0.0  # the shim ends it at once
+        assert stream.deadline() == 0.0  # the shim ends it at once...
+        assert stream.sooner  # ...as it is told to look again
         stream.expired(time.monotonic())
         failed = events(head + b"".join(stream(b"")))[-2]
         assert failed["type"] == "response.failed"
         assert "the gzip body does not decode" in failed["response"]["error"]["message"]
+
+
+def test_a_terminal_tells_the_shim_that_the_deadline_came_closer() -> None:
+    """The shim asks for a deadline only with no wake-up pending, or when told `sooner`:
+    an idle deadline moves later with each chunk, the pending wake-up meets it; a grace
+    shorter than a wake-up step (0.25 s) would be missed."""
+    body = read("codex-backend-gpt5-text.sse")
+    terminal = body.index(b"event: response.completed")
+    with configured(codexfix_terminal_grace="0.05", codexfix_idle_timeout="100") as addon:
+        flow = flow_for(accept="text/event-stream")
+        response = sse_response()
+        assert streamed(addon, flow, response)
+        stream = response.stream
+        assert isinstance(stream, FlowStream)
+        assert stream(body[:terminal]) and not stream.sooner
+        idle_deadline = stream.deadline()
+        assert idle_deadline is not None and idle_deadline > time.monotonic() + 99
+        assert stream(body[terminal:]) and stream.sooner
+        grace_deadline = stream.deadline()
+        assert grace_deadline is not None and grace_deadline < time.monotonic() + 0.06
 
 
 def test_the_end_of_a_stream_is_kept_on_the_flow_for_the_ui_and_flow_files() -> None:

@@ -155,6 +155,11 @@ class StreamFixer:
             self._go_raw(exc, b"")
         return self._count(out)
 
+    @property
+    def in_grace(self) -> bool:
+        """A terminal or an upstream error came: the stream ends within the grace."""
+        return self._terminal_at is not None or self.dialect.error_pending
+
     def deadline(self) -> float | None:
         """When to give up waiting for upstream bytes (monotonic seconds), if ever."""
         if self._raw or self._finished:

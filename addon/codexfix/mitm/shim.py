@@ -49,7 +49,15 @@ _ORIGINALS = "_codexfix_originals"
 
 
 class ManagedStream(ABC):
-    """A `flow.response.stream` callable whose end the shim may drive."""
+    """A `flow.response.stream` callable whose end the shim may drive.
+
+    The shim asks for `deadline()` when it has no wake-up pending, and when `sooner` is
+    set: a deadline that only moves later (an idle timeout) is met by the pending
+    wake-up, which looks again when it fires. A stream whose deadline comes closer
+    (a grace period starts) sets `sooner`; the shim clears it.
+    """
+
+    sooner = False
 
     @abstractmethod
     def __call__(self, data: bytes) -> list[bytes]: ...
@@ -235,28 +243,43 @@ def _make_handle_event(
     original: Callable[..., CommandGenerator],
 ) -> Callable[..., CommandGenerator]:
     def _handle_event(self: HttpStream, event: events.Event) -> CommandGenerator:
-        state: _State | None = getattr(self, "_codexfix", None)
-        if isinstance(event, events.Wakeup):
-            # HttpStream itself never asks for wake-ups: every one routed here is ours,
-            # but only the latest is current.
-            if state is not None and event.command is state.wakeup:
-                yield from _on_wakeup(self, state, time.monotonic())
-            return
-        managed = state.managed if state is not None else None
-        if managed is not None and type(event) is layers_http.ResponseData and not event.data:
-            # Empty HTTP/2 DATA frames (mitmproxy 11 also passes the END_STREAM one):
-            # b"" must mean end of message only.
-            return
-        yield from original(self, event)
-        if managed is not None:
-            assert state is not None
-            if _streaming(self, state):
-                yield from _arm(self, managed.deadline())  # a terminal event shortens it
-        elif _header_waits and (wait := _waiting_for_headers(self)) is not None:
-            # (Most flows are never registered: skip the lookup while nothing waits.)
-            yield from _arm(self, wait.deadline)
+        state: _State | None = self.__dict__.get("_codexfix")
+        if state is None and type(event) is layers_http.ResponseData:
+            # The body chunks of every other flow: mitmproxy's own generator, not even
+            # wrapped. (Not the request's events: a hook they run may register the
+            # flow for a header wait, which the wrapper then arms.)
+            return original(self, event)
+        return _handle_own_event(original, self, state, event)
 
     return _handle_event
+
+
+def _handle_own_event(
+    original: Callable[..., CommandGenerator],
+    stream: HttpStream,
+    state: _State | None,
+    event: events.Event,
+) -> CommandGenerator:
+    if isinstance(event, events.Wakeup):
+        # HttpStream itself never asks for wake-ups: every one routed here is ours,
+        # but only the latest is current.
+        if state is not None and event.command is state.wakeup:
+            yield from _on_wakeup(stream, state, time.monotonic())
+        return
+    managed = state.managed if state is not None else None
+    if managed is not None and type(event) is layers_http.ResponseData and not event.data:
+        # Empty HTTP/2 DATA frames (mitmproxy 11 also passes the END_STREAM one):
+        # b"" must mean end of message only.
+        return
+    yield from original(stream, event)
+    if managed is not None:
+        assert state is not None
+        if (state.due is None or managed.sooner) and _streaming(stream, state):
+            managed.sooner = False
+            yield from _arm(stream, managed.deadline())
+    elif _header_waits and (wait := _waiting_for_headers(stream)) is not None:
+        # (Most flows are never registered: skip the lookup while nothing waits.)
+        yield from _arm(stream, wait.deadline)
 
 
 def _make_handle_protocol_error(
@@ -289,7 +312,8 @@ def _make_start_response_stream(
         if isinstance(callback, ManagedStream):
             state = _state(self)
             state.managed = callback
-            state.due = None  # a pending header wake-up is no longer current
+            # A pending header wake-up serves the stream too (_on_wakeup looks at both):
+            # one wake-up less per request, unless the stream's deadline is sooner.
             yield from _arm(self, callback.deadline())
 
     return start_response_stream

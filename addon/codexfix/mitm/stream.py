@@ -76,6 +76,7 @@ class FlowStream(ManagedStream):
         self._undecodable: str | None = None
         self._cause: EndCause = UpstreamEnded()
         self._broken = False
+        self._in_grace = False
 
     def __call__(self, data: bytes) -> list[bytes]:
         if data and self._decoder is not None:
@@ -99,6 +100,11 @@ class FlowStream(ManagedStream):
             self.fixer.report.outcome = "passthrough"
             self.log.error("internal error, stream switched to raw passthrough: %r", exc)
             out = data
+        # Only events can start (or end) a grace period, and they leave as output.
+        if out and self.fixer.in_grace != self._in_grace:
+            self._in_grace = not self._in_grace
+            if self._in_grace:
+                self.sooner = True  # a grace period started: the deadline came closer
         sent = self._sent(out)
         if not data:
             self.record()
@@ -135,6 +141,7 @@ class FlowStream(ManagedStream):
             return decoder.decode(data)
         except DecodeError as exc:
             self._undecodable = f"the {encoding} body does not decode: {exc}"
+            self.sooner = True  # the deadline is now
             self.log.warning("upstream %s", self._undecodable)
             return b""
 
