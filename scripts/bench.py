@@ -52,9 +52,11 @@ import pstats
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from mitmproxy.version import VERSION
@@ -268,6 +270,36 @@ def drive(client: httpx.Client, url: str, count: int, expected: bytes) -> tuple[
     return nbytes, bad
 
 
+@contextmanager
+def proxy_setting(keep_dir: Path | None = None) -> Iterator[tuple[MockBackend, Path, Path]]:
+    """The mock backend that plays the (ii) transcript, a work directory (``keep_dir`` or a
+    temporary one) and the baseline addon script in it."""
+    scenarios = {SCENARIO: Scenario(parts=split_bytes(PROXY_TRANSCRIPT.read_bytes(), BACKEND_PART))}
+    with (
+        MockBackend(scenarios) as backend,
+        tempfile.TemporaryDirectory(prefix="codexfix-bench-") as tmp,
+    ):
+        workdir = Path(tmp) if keep_dir is None else keep_dir
+        workdir.mkdir(parents=True, exist_ok=True)
+        baseline_script = workdir / "stream_only.py"
+        baseline_script.write_text(BASELINE_ADDON)
+        yield backend, workdir, baseline_script
+
+
+def proxy_options(name: str, script: Path, backend: MockBackend, workdir: Path) -> dict[str, Any]:
+    """Mitmdump's arguments for one measured proxy: reverse mode, its own folder."""
+    return {
+        "mode": f"reverse:{backend.http_url}",
+        "confdir": workdir / name / "conf",
+        "script": script,
+        "log_path": workdir / name / "mitmdump.log",
+    }
+
+
+def traffic_url(proxy: Mitmdump) -> str:
+    return f"{proxy.url}/s/{SCENARIO}/v1/responses"
+
+
 def measure_proxy(
     name: str, script: Path, backend: MockBackend, workdir: Path, requests: int, warmup: int
 ) -> ProxyRun:
@@ -276,16 +308,11 @@ def measure_proxy(
     For codex-fix, also wait (bounded) until it has logged a summary for every stream.
     """
     expected = PROXY_TRANSCRIPT.read_bytes()
-    proxy = Mitmdump(
-        mode=f"reverse:{backend.http_url}",
-        confdir=workdir / name / "conf",
-        script=script,
-        log_path=workdir / name / "mitmdump.log",
-    )
+    proxy = Mitmdump(**proxy_options(name, script, backend, workdir))
     with proxy, httpx.Client(timeout=REQUEST_TIMEOUT, trust_env=False) as client:
         assert proxy.proc is not None
         pid = proxy.proc.pid
-        url = f"{proxy.url}/s/{SCENARIO}/v1/responses"
+        url = traffic_url(proxy)
         _, bad_warmup = drive(client, url, warmup, expected)
         warm_rss = peak_rss_kb(pid)
         cpu_before, start = cpu_seconds(pid), time.perf_counter()
@@ -312,15 +339,7 @@ def wait_for_summaries(proxy: Mitmdump, expected: int, timeout: float = 5.0) -> 
 
 def bench_proxy(requests: int, warmup: int) -> tuple[ProxyRun, ProxyRun]:
     """The codex-fix run, then the baseline run, against one mock backend."""
-    transcript = PROXY_TRANSCRIPT.read_bytes()
-    scenarios = {SCENARIO: Scenario(parts=split_bytes(transcript, BACKEND_PART))}
-    with (
-        MockBackend(scenarios) as backend,
-        tempfile.TemporaryDirectory(prefix="codexfix-bench-") as tmp,
-    ):
-        workdir = Path(tmp)
-        baseline_script = workdir / "stream_only.py"
-        baseline_script.write_text(BASELINE_ADDON)
+    with proxy_setting() as (backend, workdir, baseline_script):
         fixed = measure_proxy("codex-fix", ADDON_SCRIPT, backend, workdir, requests, warmup)
         base = measure_proxy("baseline", baseline_script, backend, workdir, requests, warmup)
     return fixed, base

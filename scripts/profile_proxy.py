@@ -30,11 +30,11 @@ import platform
 import pstats
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from mitmproxy.version import VERSION
@@ -47,15 +47,16 @@ for _path in (REPO_ROOT / "addon", REPO_ROOT / "tests", REPO_ROOT / "scripts"):
 from bench import (  # noqa: E402
     ADDON_SCRIPT,
     BACKEND_PART,
-    BASELINE_ADDON,
     PROXY_TRANSCRIPT,
     REQUEST_TIMEOUT,
-    SCENARIO,
     cpu_seconds,
     drive,
+    proxy_options,
+    proxy_setting,
+    traffic_url,
 )
 from harness import Mitmdump, mitmdump_executable  # noqa: E402
-from mock_backend import MockBackend, Scenario, split_bytes  # noqa: E402
+from mock_backend import MockBackend  # noqa: E402
 
 SETTLE = 1.0  # seconds after the traffic: the shim's pending wake-ups fire (<= 0.25 s)
 DUMP_TIMEOUT = 30.0
@@ -91,10 +92,8 @@ NO_STAT: FuncStat = (0, 0.0, 0.0)
 class ProfiledMitmdump(Mitmdump):
     """The harness's mitmdump, run as ``python -c BOOTSTRAP stats mitmdump-args``."""
 
-    def __init__(
-        self, *, stats_path: Path, mode: str, confdir: Path, script: Path, log_path: Path
-    ) -> None:
-        super().__init__(mode=mode, confdir=confdir, script=script, log_path=log_path)
+    def __init__(self, stats_path: Path, **options: Any) -> None:
+        super().__init__(**options)
         self.stats_path = stats_path
 
     def command(self) -> list[str]:
@@ -146,17 +145,12 @@ def profile_proxy(
     ``requests`` requests unprofiled then ``requests`` profiled."""
     expected = PROXY_TRANSCRIPT.read_bytes()
     stats_path = workdir / name / "mitmdump.prof"
-    proxy = ProfiledMitmdump(
-        stats_path=stats_path,
-        mode=f"reverse:{backend.http_url}",
-        confdir=workdir / name / "conf",
-        script=script,
-        log_path=workdir / name / "mitmdump.log",
-    )
+    stats_path.unlink(missing_ok=True)
+    proxy = ProfiledMitmdump(stats_path, **proxy_options(name, script, backend, workdir))
     with proxy, httpx.Client(timeout=REQUEST_TIMEOUT, trust_env=False) as client:
         assert proxy.proc is not None
         pid = proxy.proc.pid
-        url = f"{proxy.url}/s/{SCENARIO}/v1/responses"
+        url = traffic_url(proxy)
         _, bad_warmup = drive(client, url, warmup, expected)
         time.sleep(SETTLE)  # like the profiled part: pending wake-ups included
         cpu_0 = cpu_seconds(pid)
@@ -191,18 +185,7 @@ def profile_proxies(
 
     With ``keep_dir``, each run's files (``<name>/mitmdump.prof``, its log) stay there.
     """
-    transcript = PROXY_TRANSCRIPT.read_bytes()
-    scenarios = {SCENARIO: Scenario(parts=split_bytes(transcript, BACKEND_PART))}
-    with (
-        MockBackend(scenarios) as backend,
-        tempfile.TemporaryDirectory(prefix="codexfix-bench-profile-") as tmp,
-    ):
-        workdir = Path(tmp) if keep_dir is None else keep_dir
-        workdir.mkdir(parents=True, exist_ok=True)
-        for name in ("codex-fix", "baseline"):
-            (workdir / name / "mitmdump.prof").unlink(missing_ok=True)
-        baseline_script = workdir / "stream_only.py"
-        baseline_script.write_text(BASELINE_ADDON)
+    with proxy_setting(keep_dir) as (backend, workdir, baseline_script):
         fixed = profile_proxy("codex-fix", ADDON_SCRIPT, backend, workdir, requests, warmup)
         base = profile_proxy("baseline", baseline_script, backend, workdir, requests, warmup)
     return fixed, base

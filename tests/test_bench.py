@@ -16,33 +16,30 @@ BENCH = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
 PROFILE = BENCH.with_name("profile_proxy.py")
 
 
-@pytest.mark.e2e
-def test_bench_quick_runs_and_reports_every_goal() -> None:
+def run_script(script: Path, *args: str) -> str:
+    """Run a script to its end (bounded); its stdout, after checking it succeeded."""
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--quick"],
+        [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.e2e
+def test_bench_quick_runs_and_reports_every_goal() -> None:
+    output = run_script(BENCH, "--quick")
     for goal in ("goal (i) ", "goal (ii) ", "goal (iii) ", "  floor: "):
-        assert goal in result.stdout, output
+        assert goal in output, output
 
 
 @pytest.mark.e2e
 def test_profile_proxy_runs_and_attributes_time_to_codexfix() -> None:
-    result = subprocess.run(
-        [sys.executable, str(PROFILE), "--requests", "3", "--warmup", "1", "--top", "5"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert "== codex-fix: top 5 by tottime" in result.stdout, output
-    assert "== baseline: top 5 by cumulative" in result.stdout, output
+    output = run_script(PROFILE, "--requests", "3", "--warmup", "1", "--top", "5")
+    assert "== codex-fix: top 5 by tottime" in output, output
+    assert "== baseline: top 5 by cumulative" in output, output
     # The addon's own functions are found in the codex-fix profile.
-    assert "stream.py" in result.stdout and "fixer.py" in result.stdout, output
+    assert "stream.py" in output and "fixer.py" in output, output
