@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from codexfix import UpstreamEnded
+from codexfix.dialects.responses import TERMINALS
+from codexfix.report import responses_usage
 
-from transcripts import ALL, chunked, new_fixer
+from transcripts import ALL, RESPONSES, chunked, events, new_fixer
 
 DONE = b"data: [DONE]\n\n"
 ENDS_WITHOUT_DONE = "groq-gpt-oss-midstream-event-error.sse"
@@ -72,3 +74,18 @@ def test_outcome_is_the_upstream_terminal(protocol: str, path: Path) -> None:
         ENDS_WITHOUT_DONE: "error: invalid_request",  # tool_use_failed
     }.get(path.name, "completed")
     assert fixer.report.outcome == outcome
+
+
+@pytest.mark.parametrize("path", RESPONSES, ids=lambda p: p.name)
+def test_report_reads_the_terminal_as_its_json_says(path: Path) -> None:
+    """A healthy terminal is read from its validated model, never decoded again: the
+    model, usage and outcome must be what the terminal's JSON holds."""
+    fixer = new_fixer()
+    fixer.feed(path.read_bytes(), 0.0)
+    fixer.finish(UpstreamEnded())
+    [terminal] = [e for e in events(path.read_bytes()) if e != "[DONE]" and e["type"] in TERMINALS]
+    response = terminal["response"]
+    assert fixer.report.outcome == terminal["type"].removeprefix("response.")
+    assert fixer.report.model == response.get("model")
+    usage = response.get("usage")
+    assert fixer.report.usage == (responses_usage(usage) if usage else None)
