@@ -163,6 +163,15 @@ def test_completed_without_id_gets_the_created_id() -> None:
             {"input_tokens": 7, "output_tokens": 2, "total_tokens": 9},
         ),
         ({"total_tokens": "x"}, {"total_tokens": 0, "input_tokens": 0, "output_tokens": 0}),
+        # Not JSON integers (the Codex CLI rejects them), but they say which integer.
+        (
+            {"input_tokens": "7", "output_tokens": 2.0, "total_tokens": 9},
+            {"input_tokens": 7, "output_tokens": 2, "total_tokens": 9},
+        ),
+        (
+            {"input_tokens": True, "output_tokens": 2, "total_tokens": 2.5},
+            {"input_tokens": 0, "output_tokens": 2, "total_tokens": 2},
+        ),
     ],
 )
 def test_partial_usage_is_completed(usage: dict[str, Any], expected: dict[str, Any]) -> None:

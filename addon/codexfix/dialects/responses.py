@@ -359,13 +359,14 @@ class ResponsesDialect(DialectBase):
         usage = response.get("usage")
         if not isinstance(usage, dict):
             return
-        if all(isinstance(usage.get(k), int) for k in _USAGE_INTS):
+        if all(type(usage.get(k)) is int for k in _USAGE_INTS):
             return
         for key in ("input_tokens", "output_tokens"):
-            if not isinstance(usage.get(key), int):
-                usage[key] = 0
-        if not isinstance(usage.get("total_tokens"), int):
-            usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+            usage[key] = _as_int(usage.get(key)) or 0
+        total = _as_int(usage.get("total_tokens"))
+        if total is None:
+            total = usage["input_tokens"] + usage["output_tokens"]
+        usage["total_tokens"] = total
         self._repaired("usage", "completed usage with integer token counts")
 
     def _record_usage(self, response: Json) -> None:
@@ -436,6 +437,17 @@ class ResponsesDialect(DialectBase):
 
     def _render(self, event: Json) -> bytes:
         return render(event, str(event["type"]) if self._event_lines else None)
+
+
+def _as_int(value: object) -> int | None:
+    """A token count as the integer it means: 7, 7.0 and "7" are 7; anything else None."""
+    if type(value) is int:
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
 
 
 def _generated_id() -> str:

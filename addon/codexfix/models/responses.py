@@ -7,25 +7,27 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, StrictInt, TypeAdapter
 
 from .base import Model as _Model
 
 
+# Strict: JSON integers only. Lax validation would take "10", 10.0 or true, which the
+# Codex CLI rejects; a terminal whose usage fails here goes through the usage repair.
 class InputTokensDetails(_Model):
-    cached_tokens: int = 0
+    cached_tokens: StrictInt = 0
 
 
 class OutputTokensDetails(_Model):
-    reasoning_tokens: int = 0
+    reasoning_tokens: StrictInt = 0
 
 
 class Usage(_Model):
     """The Codex CLI fails "to parse ResponseCompleted" without these three integers."""
 
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
+    input_tokens: StrictInt
+    output_tokens: StrictInt
+    total_tokens: StrictInt
     input_tokens_details: InputTokensDetails | None = None
     output_tokens_details: OutputTokensDetails | None = None
 
