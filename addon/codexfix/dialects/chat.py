@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from ..coercion import Coercer
 from ..failures import EndCause, Failure, classify, describe, done_without_terminal
 from ..models import chat as m
-from ..report import StreamReport, Usage
+from ..report import StreamReport, chat_usage
 from ..sse import Frame
 from .base import DONE, DialectBase, Json, loads_object, render
 
@@ -101,15 +101,7 @@ class ChatDialect(DialectBase):
         if chunk.model:
             self.report.model = chunk.model
         if chunk.usage is not None:
-            u = chunk.usage
-            cached = u.prompt_tokens_details.cached_tokens if u.prompt_tokens_details else 0
-            details = u.completion_tokens_details
-            self.report.usage = Usage(
-                input_tokens=u.prompt_tokens,
-                cached_tokens=cached or 0,
-                output_tokens=u.completion_tokens,
-                reasoning_tokens=(details.reasoning_tokens if details else 0) or 0,
-            )
+            self.report.usage = chat_usage(chunk.usage.model_dump())
 
     def _choice(self, index: int, finish_reason: str | None) -> None:
         if index in self._finished:

@@ -28,7 +28,7 @@ from ..failures import (
     responses_code,
 )
 from ..models import responses as m
-from ..report import StreamReport, Usage, responses_usage
+from ..report import StreamReport, responses_usage
 from ..sse import Frame
 from .base import DONE, DialectBase, Json, loads_object, render
 
@@ -237,17 +237,8 @@ class ResponsesDialect(DialectBase):
         self.report.outcome = event.type.removeprefix("response.")
         if response.model is not None:
             self.report.model = response.model
-        if (usage := response.usage) is not None:
-            self.report.usage = Usage(
-                input_tokens=usage.input_tokens,
-                cached_tokens=usage.input_tokens_details.cached_tokens
-                if usage.input_tokens_details
-                else 0,
-                output_tokens=usage.output_tokens,
-                reasoning_tokens=usage.output_tokens_details.reasoning_tokens
-                if usage.output_tokens_details
-                else 0,
-            )
+        if response.usage is not None:
+            self.report.usage = responses_usage(response.usage.model_dump())
         return True
 
     def _streamed(self) -> bool:
