@@ -11,6 +11,7 @@ import sys
 
 _MODULES = (
     "codexfix.sse",
+    "codexfix.reading",
     "codexfix.report",
     "codexfix.decoding",
     "codexfix.capture",

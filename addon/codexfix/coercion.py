@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from .report import StreamReport
+from .report import StreamReport, printable
 
 M = TypeVar("M")
 
@@ -51,15 +51,24 @@ class WarningBudget:
 
 
 class UnknownTypes:
-    """Event types without a model, reported once per process (at INFO)."""
+    """Event types without a model, reported once per process (at INFO).
 
-    def __init__(self) -> None:
+    At most `limit` are remembered: an upstream inventing a new type per event must not
+    grow the process; past the limit each is reported at DEBUG only.
+    """
+
+    def __init__(self, limit: int = 1000) -> None:
         self.seen: set[str] = set()
+        self.limit = limit
 
     def note(self, log: logging.LoggerAdapter[logging.Logger], event_type: str) -> None:
-        if event_type not in self.seen:
-            self.seen.add(event_type)
-            log.info("unknown event type %r passed through (no model for it)", event_type)
+        if event_type in self.seen:
+            return
+        if len(self.seen) >= self.limit:
+            log.debug("unknown event type %r passed through (no model for it)", event_type)
+            return
+        self.seen.add(event_type)
+        log.info("unknown event type %r passed through (no model for it)", event_type)
 
 
 class Coercer(Generic[M]):
@@ -89,7 +98,9 @@ class Coercer(Generic[M]):
     def _report(self, data: bytes, event_name: str | None, exc: ValidationError) -> None:
         error = exc.errors(include_url=False)[0]
         type_match = _TYPE.search(data)
-        event_type = type_match.group(1).decode() if type_match else event_name or "?"
+        event_type = printable(
+            type_match.group(1).decode("utf-8", "replace") if type_match else event_name or "?"
+        )
         if error["type"] == "union_tag_invalid":
             self.unknown.note(self.budget.log, event_type)
             return

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .coercion import Coercer, UnknownTypes, WarningBudget
-from .dialects import Dialect, sniff
+from .dialects import ANY_PROTOCOL, Dialect, sniff
 from .dialects.anthropic import AnthropicDialect
 from .dialects.chat import ChatDialect
 from .dialects.responses import ResponsesDialect
@@ -28,7 +28,7 @@ from .models.anthropic import ANTHROPIC_EVENT
 from .models.chat import CHAT_EVENT
 from .models.responses import RESPONSES_EVENT
 from .report import StreamReport
-from .sse import Frame, SSEFramer, simple_fields
+from .sse import BOM, Frame, SSEFramer, foreign_lines, foreign_start, simple_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +79,7 @@ class StreamFixer:
         self.budget = WarningBudget(log, limits.warning_limit, self.report)
         self._unknown_types = unknown_types or UnknownTypes()
         self.dialect: Dialect = _Undetected() if protocol is None else self._dialect(protocol)
+        self._opened = False  # a data frame came: the body is an event stream
         self._confirmed = False  # the first event agreed with the protocol
         self._framer = SSEFramer()
         self._stream_start = True  # the next block opens the stream (a BOM may lead it)
@@ -119,6 +120,8 @@ class StreamFixer:
                     self._terminal_at = now
             else:
                 self._terminal_at = None
+        if not self._opened and self._foreign_tail():
+            return self._count(out + self._framer.take_tail())
         if self._framer.buffered > self.limits.max_event_size:
             self.log.warning(
                 "an SSE event is larger than %d bytes: passing the rest of the stream through "
@@ -226,8 +229,8 @@ class StreamFixer:
         out: list[bytes] = [f.raw for f in frames[:handled]]
         try:
             for frame in frames[handled:]:
-                if not self._confirmed and frame.data is not None:
-                    self._confirm(frame.data)
+                if not self._confirmed:
+                    self._check_start(frame, stream_start and not out)
                     if self._raw:  # not the protocol we expected: untouched from here on
                         rest = b"".join(f.raw for f in frames[len(out) :])
                         return b"".join(out) + rest + self._framer.take_tail(), None
@@ -237,28 +240,54 @@ class StreamFixer:
             return b"".join(out) + b"".join(f.raw for f in frames[failed_at:]), exc
         return b"".join(out), None
 
+    # Before the first data frame every dialect forwards frames unchanged, so giving up
+    # on a body there leaves it exactly as it came, whatever the chunking.
+
+    def _check_start(self, frame: Frame, first: bool) -> None:
+        """A frame before the first event: give up on a body that is no event stream (a
+        line that is no SSE field); the first data frame confirms the protocol."""
+        if not self._opened and foreign_lines(frame.raw.removeprefix(BOM) if first else frame.raw):
+            self._give_up("the body is not an event stream", frame.raw)
+        elif frame.data is not None:
+            self._confirm(frame.data)
+
+    def _foreign_tail(self) -> bool:
+        """Whether the incomplete frame after the last complete one already begins with a
+        line that is no SSE field (its first bytes tell): then give up on the body."""
+        tail = self._framer.peek(len(BOM) + 8)
+        if self._stream_start:  # a BOM may open the stream (and may not have come whole)
+            if BOM.startswith(tail):
+                return False
+            tail = tail.removeprefix(BOM)
+        if not foreign_start(tail):
+            return False
+        self._give_up("the body is not an event stream", self._framer.peek(40))
+        return True
+
+    def _give_up(self, why: str, sample: bytes) -> None:
+        self.log.warning("%s (it begins %r): passing it through untouched", why, sample[:40])
+        self._raw = True
+        self.report.outcome = "passthrough"
+
     def _confirm(self, data: bytes) -> None:
         """Check the first event against the protocol: confirm it, tell it (a new
         dialect), or give up on the stream (raw passthrough)."""
+        self._opened = True
         if data == b"[DONE]":
             return  # nothing to tell by yet
         self._confirmed = True
+        if self.dialect.terminal_seen:
+            return  # a [DONE] first, and the dialect ended the stream on it: it is the path's
         found = sniff(data)
         expected = None if isinstance(self.dialect, _Undetected) else self.report.protocol
-        if found is None and expected is not None:
+        if found == ANY_PROTOCOL and expected is not None:
             return  # an `error` first, say: consistent with the request path
-        if found is not None and expected in (None, found):
+        if found is not None and found != ANY_PROTOCOL and expected in (None, found):
             if expected is None:
                 self.report.protocol = found
                 self.dialect = self._dialect(found)
             return
-        self.log.warning(
-            "the stream does not look like %s (first event: %r): passing it through untouched",
-            expected or "any known protocol",
-            data[:80],
-        )
-        self._raw = True
-        self.report.outcome = "passthrough"
+        self._give_up(f"the stream does not look like {expected or 'any known protocol'}", data)
 
     def _go_raw(self, exc: BaseException | None, pending: bytes) -> bytes:
         """Switch to raw passthrough; return every byte not forwarded yet."""

@@ -118,6 +118,8 @@ def _parse(body: bytes) -> _Parsed:
                 obj = json.loads(frame.data)
             except ValueError as exc:  # UnicodeDecodeError is a ValueError too
                 note = f"invalid JSON: {exc}"
+            except RecursionError:
+                note = "JSON nested too deeply to show"
             else:
                 if not isinstance(obj, dict):
                     note = f"data is a JSON {type(obj).__name__}, not an object"

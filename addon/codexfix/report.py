@@ -53,3 +53,14 @@ def _usage(usage: dict[str, Any], inputs: str, outputs: str) -> Usage:
         output_tokens=count(outputs),
         reasoning_tokens=count(f"{outputs}_details", "reasoning_tokens"),
     )
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """Upstream text made safe for a log line: control characters, surrogates and other
+    unprintable characters escaped (no forged lines, nothing a UTF-8 log cannot write),
+    and long text cut."""
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

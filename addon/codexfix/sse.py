@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 # One line end, then a second one right after it: the blank line that ends a frame.
 # `\r(?!\n)` keeps a CRLF from being read as two line ends.
@@ -124,6 +124,10 @@ class SSEFramer:
         self._searched = 0
         return tail
 
+    def peek(self, size: int) -> bytes:
+        """The first `size` bytes of the incomplete tail, left in place."""
+        return bytes(self._buf[:size])
+
     def parse_tail(self) -> Frame | None:
         """The incomplete tail parsed as if it were terminated (for logging what is dropped)."""
         if not self._buf:
@@ -216,6 +220,38 @@ def simple_fields(block: bytes) -> tuple[list[bytes | None], list[bytes]] | None
     return parts[1::3], parts[2::3]
 
 
+_FIELD_NAMES = (b"data", b"event", b"id", b"retry")
+_LONGEST_FIELD = max(len(name) for name in _FIELD_NAMES) + 1  # with its colon
+
+
+def foreign_lines(block: bytes) -> bool:
+    """Whether a block holds a line that is no SSE field: not empty, not a comment, not
+    `data`, `event`, `id` or `retry`.
+
+    The spec ignores such lines; at the start of a stream they tell a body that is not an
+    event stream at all (JSON, HTML, binary data), to be left alone.
+    """
+    lines = _LINE_END.split(block) if b"\r" in block else block.split(b"\n")
+    return any(
+        line and line[0] != 0x3A and line.partition(b":")[0] not in _FIELD_NAMES for line in lines
+    )
+
+
+def foreign_start(tail: bytes) -> bool:
+    """Whether the first line of an incomplete frame already cannot be an SSE field.
+
+    Only its first bytes are read: the field name decides, so a check per chunk is O(1).
+    """
+    head = tail[:_LONGEST_FIELD]
+    line = _LINE_END.split(head, 1)[0]
+    if not line or line[0] == 0x3A:
+        return False
+    name, colon, _ = line.partition(b":")
+    if colon or len(line) < len(head):  # the name is complete
+        return name not in _FIELD_NAMES
+    return not any(field.startswith(name) for field in _FIELD_NAMES)
+
+
 def parse_frame(raw: bytes, cr_possible: bool = True) -> Frame:
     """Parse the fields of one frame (WHATWG rules) from its bytes.
 
@@ -227,8 +263,8 @@ def parse_frame(raw: bytes, cr_possible: bool = True) -> Frame:
 def parse_lines(raw: bytes, *, strip_bom: bool = False) -> Frame:
     """The general parser: line by line, every field and line ending."""
     text = raw
-    if strip_bom and text.startswith(_BOM):
-        text = text[len(_BOM) :]
+    if strip_bom and text.startswith(BOM):
+        text = text[len(BOM) :]
     lines = _LINE_END.split(text) if b"\r" in text else text.split(b"\n")
     event: str | None = None
     data_lines: list[bytes] = []
@@ -251,8 +287,8 @@ def parse_lines(raw: bytes, *, strip_bom: bool = False) -> Frame:
         elif name == b"id":
             if b"\0" not in value:
                 event_id = value
-        elif name == b"retry" and value.isdigit():
-            retry = int(value)
+        elif name == b"retry" and value.isdigit() and len(value) < 20:
+            retry = int(value)  # (longer: a number no client keeps; int() may refuse it)
     data = b"\n".join(data_lines) if data_lines else None
     return Frame(raw, event, data, event_id, retry, tuple(comments))
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from ..failures import EndCause
 from ..models.base import Model
+from ..reading import read_event
 from ..sse import Frame
 
 ANTHROPIC_TYPES = frozenset(
@@ -71,13 +72,23 @@ class _Telling(Model):
     choices: Any = None
 
 
+# What sniff() says of a JSON object no protocol claims: an `error` event (every protocol
+# has one), or an event of a type none of them names. It fits the request path's protocol.
+ANY_PROTOCOL = "any"
+
+
 def sniff(data: bytes) -> str | None:
-    """The protocol an event's JSON belongs to, or None if it could be any (`error`)."""
+    """The protocol an event's JSON belongs to; ANY_PROTOCOL for an object that could be
+    any; None for data that is not a JSON object, so not an event of any known protocol."""
     try:
         telling = _Telling.model_validate_json(data)
-    except ValidationError:  # not JSON, or not an object
-        return None
-    return protocol_of({"type": telling.type, "object": telling.object, "choices": telling.choices})
+        obj = {"type": telling.type, "object": telling.object, "choices": telling.choices}
+    except ValidationError:  # not a JSON object, or one pydantic cannot read
+        reading = read_event(data)
+        if not reading.is_object:
+            return None
+        obj = reading.obj or {"type": reading.type}
+    return protocol_of(obj) or ANY_PROTOCOL
 
 
 def protocol_of(obj: dict[str, Any], event: str | None = None) -> str | None:

@@ -19,10 +19,11 @@ from pydantic import ValidationError
 from ..coercion import Coercer
 from ..failures import EndCause, Failure, classify, describe, done_without_terminal
 from ..models import anthropic as m
+from ..reading import read_event
 from ..report import StreamReport, Usage
 from ..sse import Frame
 from . import ANTHROPIC_TYPES
-from .base import DialectBase, loads_object, render
+from .base import DialectBase, render
 
 EVENT_TYPES = ANTHROPIC_TYPES | {"error"}
 
@@ -65,8 +66,9 @@ class AnthropicDialect(DialectBase):
         self.report.events += 1
         model = self.coercer.coerce(data, frame.event)
         if model is None:
-            event_type = _type_of(data)
-            # Malformed, but a client reads it as the end all the same.
+            # Malformed, perhaps unreadable beyond its type, but a client reads it as the
+            # end all the same.
+            event_type = read_event(data).type
             if event_type == "message_stop":
                 self._on_message_stop(None)
             elif event_type == "error":
@@ -147,9 +149,3 @@ class AnthropicDialect(DialectBase):
         self.log.warning("injected error event (%s): %s", error_type, failure.message)
         error = {"type": error_type, "message": failure.message}
         return render({"type": "error", "error": error}, "error")
-
-
-def _type_of(data: bytes) -> str | None:
-    obj = loads_object(data)
-    value = obj.get("type") if obj is not None else None
-    return value if isinstance(value, str) else None

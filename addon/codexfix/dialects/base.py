@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
 
+from ..reading import Json
 from ..report import StreamReport
 from ..sse import Frame
 
 DONE = b"data: [DONE]\n\n"
-Json = dict[str, Any]
 
 
 class DialectBase:
@@ -48,15 +47,16 @@ class DialectBase:
 
 
 def render(obj: Json, event: str | None = None) -> bytes:
-    """One SSE frame of compact JSON, as the APIs write them (`event:` line if named)."""
-    data = b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
-    return b"event: " + event.encode() + b"\n" + data if event else data
+    """One SSE frame of compact JSON, as the APIs write them (`event:` line if named).
 
-
-def loads_object(data: bytes) -> Json | None:
-    """`data` as a JSON object, or None: an event that failed its model still counts."""
+    Whatever the upstream sent can be rendered: a lone surrogate read from its JSON
+    (`"\\ud83d"`) cannot be encoded as UTF-8, so such a frame is written with ASCII
+    escapes, which read back as the same string.
+    """
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     try:
-        obj = json.loads(data)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
+        encoded = text.encode()
+    except UnicodeEncodeError:
+        encoded = json.dumps(obj, separators=(",", ":")).encode()
+    data = b"data: " + encoded + b"\n\n"
+    return b"event: " + event.encode() + b"\n" + data if event else data

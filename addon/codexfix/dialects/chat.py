@@ -18,9 +18,10 @@ from pydantic import ValidationError
 from ..coercion import Coercer
 from ..failures import EndCause, Failure, classify, describe, done_without_terminal
 from ..models import chat as m
+from ..reading import Json, read_event
 from ..report import StreamReport, chat_usage
 from ..sse import Frame
-from .base import DONE, DialectBase, Json, loads_object, render
+from .base import DONE, DialectBase, render
 
 
 class ChatDialect(DialectBase):
@@ -117,7 +118,7 @@ class ChatDialect(DialectBase):
 
     def _on_unmodelled(self, data: bytes, event: str | None) -> None:
         """A chunk that failed its model still says which choices finished."""
-        obj = loads_object(data)
+        obj = read_event(data).obj
         if obj is None:
             return
         error = obj.get("error")
@@ -127,9 +128,10 @@ class ChatDialect(DialectBase):
             return
         choices = obj.get("choices")
         for choice in choices if isinstance(choices, list) else ():
-            if isinstance(choice, dict) and isinstance(choice.get("index"), int):
+            index = choice.get("index") if isinstance(choice, dict) else None
+            if type(index) is int:
                 reason = choice.get("finish_reason")
-                self._choice(choice["index"], reason if isinstance(reason, str) else None)
+                self._choice(index, reason if isinstance(reason, str) else None)
 
     def _on_error(self, error_type: str | None, code: str | int | None) -> None:
         self._error = True

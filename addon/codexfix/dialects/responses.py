@@ -28,9 +28,10 @@ from ..failures import (
     responses_code,
 )
 from ..models import responses as m
-from ..report import StreamReport, responses_usage
+from ..reading import Json, read_event
+from ..report import StreamReport, printable, responses_usage
 from ..sse import Frame
-from .base import DONE, DialectBase, Json, loads_object, render
+from .base import DONE, DialectBase, render
 
 TERMINALS = frozenset({"response.completed", "response.failed", "response.incomplete"})
 _USAGE_INTS = ("input_tokens", "output_tokens", "total_tokens")
@@ -91,12 +92,8 @@ class ResponsesDialect(DialectBase):
             return frame.raw
         # What the fast path leaves: a terminal, or an event that fails its model.
         self.report.events += 1
-        model = self.coercer.coerce(data, frame.event)
-        if model is None:
-            return self._on_unmodelled(frame, data)
-        if model.sequence_number is not None:
-            self._seq = model.sequence_number
-        return self._on_terminal(frame, model.type)  # only a terminal needing repair is left
+        self.coercer.coerce(data, frame.event)  # a mismatch is a warning
+        return self._on_json(frame, data)
 
     def on_events(self, names: Sequence[bytes | None], datas: Sequence[bytes]) -> int:
         """Every modelled event but a terminal leaves unchanged: handle those in a row.
@@ -175,27 +172,37 @@ class ResponsesDialect(DialectBase):
             self.report.model = event.response.model
 
     def _on_error_model(self, event: m.ErrorEvent, data: bytes) -> None:
-        self._on_error(json.loads(data))
+        self._on_error(read_event(data).obj or {})
 
-    def _on_unmodelled(self, frame: Frame, data: bytes) -> bytes:
-        """An event that failed coercion still drives the state where it can be read."""
-        obj = loads_object(data)
+    def _on_json(self, frame: Frame, data: bytes) -> bytes:
+        """What the fast path leaves, read as JSON: a terminal that needs repair, or an
+        event that failed its model and still drives the state where it can be read.
+
+        Whatever it holds (the coercion warning told what): a terminal is one by its type
+        even when nothing else of it can be read; every other value is used only if it
+        has the JSON type the protocol gives it.
+        """
+        obj, event_type, _ = read_event(data)
+        if event_type in TERMINALS:
+            if obj is None:  # unreadable, yet the client's terminal all the same
+                self._terminal = event_type
+                self.report.outcome = event_type.removeprefix("response.")
+                return frame.raw
+            return self._on_terminal(frame, obj, event_type)
         if obj is None:
             return frame.raw
-        event_type = obj.get("type")
-        if isinstance(obj.get("sequence_number"), int):
-            self._seq = obj["sequence_number"]
-        if event_type in TERMINALS:
-            return self._on_terminal(frame, event_type)
+        if (seq := _count(obj.get("sequence_number"))) is not None:
+            self._seq = seq
         if event_type == "response.created":
             self._created = data
             response = obj.get("response")
             if isinstance(response, dict) and isinstance(response.get("id"), str):
                 self._response_id = response["id"]
-        elif event_type == "response.output_item.done" and isinstance(obj.get("output_index"), int):
-            item = obj.get("item")
-            item_id = item.get("id") if isinstance(item, dict) else None
-            self._item_done(obj["output_index"], item_id, data)
+        elif event_type == "response.output_item.done":
+            index, item = _count(obj.get("output_index")), obj.get("item")
+            if index is not None:
+                item_id = item.get("id") if isinstance(item, dict) else None
+                self._item_done(index, item_id if isinstance(item_id, str) else None, data)
         elif event_type == "error":
             self._on_error(obj)
         return frame.raw
@@ -244,17 +251,14 @@ class ResponsesDialect(DialectBase):
     def _streamed(self) -> bool:
         return bool(self._done or self._added or self._text)
 
-    def _on_terminal(self, frame: Frame, terminal: str) -> bytes:
+    def _on_terminal(self, frame: Frame, obj: Json, terminal: str) -> bytes:
         self._terminal = terminal
         self.report.outcome = terminal.removeprefix("response.")
-        assert frame.data is not None
-        obj: Json = json.loads(frame.data)
         response = obj.get("response")
         if not isinstance(response, dict):
             response = obj["response"] = {}
             self._repaired("response", f"{terminal} had no response object")
-        seq = obj.get("sequence_number")
-        first_seq = seq if isinstance(seq, int) else None
+        first_seq = _count(obj.get("sequence_number"))
         synthesized: list[Json] = []
         if terminal == "response.completed":
             synthesized = self._repair_output(response, first_seq)
@@ -265,7 +269,13 @@ class ResponsesDialect(DialectBase):
             return frame.raw
         if synthesized and first_seq is not None:
             obj["sequence_number"] = first_seq + len(synthesized)  # they go before it
-        return b"".join(self._render(e) for e in synthesized) + self._render(obj)
+        try:
+            return b"".join(self._render(e) for e in synthesized) + self._render(obj)
+        except (RecursionError, ValueError) as exc:  # nested deeper than json.dumps goes
+            self.log.warning(
+                "the repaired %s cannot be written (%r): forwarded as it came", terminal, exc
+            )
+            return frame.raw
 
     def _repair_output(self, response: Json, first_seq: int | None) -> list[Json]:
         """Repairs 4a and 4b: a usable `output`, and a `done` event for each of its items."""
@@ -298,7 +308,8 @@ class ResponsesDialect(DialectBase):
     def _arrived(self, index: int, item: Json) -> bool:
         # By position or by id: some upstreams (OpenRouter) give the final items new ids,
         # trimmed recordings skip output indexes.
-        return index in self._done or item.get("id") in self._done_ids
+        item_id = item.get("id")
+        return index in self._done or (isinstance(item_id, str) and item_id in self._done_ids)
 
     def _streamed_items(self) -> list[Json]:
         indexes = sorted(self._done.keys() | self._added.keys() | self._text.keys())
@@ -312,11 +323,11 @@ class ResponsesDialect(DialectBase):
     def _item(self, index: int) -> Json | None:
         """The finished item at `index`, or one rebuilt from its added event and deltas."""
         if index in self._done:
-            done = json.loads(self._done[index])
+            done = read_event(self._done[index]).obj or {}
             return done.get("item") if isinstance(done.get("item"), dict) else None
         item: Json | None = None
         if index in self._added:
-            added = json.loads(self._added[index]).get("item")
+            added = (read_event(self._added[index]).obj or {}).get("item")
             item = dict(added) if isinstance(added, dict) else None
         if item is None and index in self._text:
             item = {"type": "message", "role": "assistant"}
@@ -389,21 +400,29 @@ class ResponsesDialect(DialectBase):
         else:
             code, message = failure.frame.responses, failure.message
             self.report.outcome = f"injected: {failure.failure_class}"
-        self.log.warning("injected response.failed (%s): %s", code, message)
+        self.log.warning("injected response.failed (%s): %s", printable(code), printable(message))
         self._terminal = "response.failed"
         # openai-python's stream helper needs response.created before anything else.
         prefix = self._synthesized_created() if self._created is None else b""
         assert self._created is not None
-        created = json.loads(self._created).get("response")
+        created = (read_event(self._created).obj or {}).get("response")
         response: Json = dict(created) if isinstance(created, dict) else {}
-        response.setdefault("id", self._response_id)
+        if not isinstance(response.get("id"), str):
+            response["id"] = self._response_id = self._response_id or _generated_id()
+        failed: Json = {"status": "failed", "error": {"code": code, "message": message}}
         response.update(
-            status="failed",
-            error={"code": code, "message": message},
+            failed,
             incomplete_details=None,
             output=[item for index in sorted(self._done) if (item := self._item(index))],
         )
-        return prefix + self._render(self._event("response.failed", response))
+        event = self._event("response.failed", response)
+        try:
+            return prefix + self._render(event)
+        except (RecursionError, ValueError):
+            # What the upstream sent is nested deeper than json.dumps goes: the failure
+            # without the fields copied from it.
+            event["response"] = {"id": response["id"], "object": "response", **failed}
+            return prefix + self._render(event)
 
     def _synthesized_created(self) -> bytes:
         self._response_id = self._response_id or _generated_id()
@@ -432,13 +451,20 @@ class ResponsesDialect(DialectBase):
 
 def _as_int(value: object) -> int | None:
     """A token count as the integer it means: 7, 7.0 and "7" are 7; anything else None."""
-    if type(value) is int:
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
+        return _count(int(value))
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        return _count(int(value))
+    return _count(value)
+
+
+def _count(value: object) -> int | None:
+    """A JSON integer that can count something (a number, an index, tokens), else None.
+
+    Not a bool, not negative, and small enough that adding to it and writing it back stay
+    cheap whatever the upstream sent.
+    """
+    return value if type(value) is int and 0 <= value < 2**63 else None
 
 
 def _generated_id() -> str:

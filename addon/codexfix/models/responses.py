@@ -51,8 +51,13 @@ class Response(_Model):
     error: ResponseError | None = None
 
 
+# A number codex-fix continues (an injected event takes the next one), so bounded: the
+# next one must still be a number every client reads.
+SequenceNumber = Annotated[int, Field(ge=0, lt=2**63)]
+
+
 class _Event(_Model):
-    sequence_number: int | None = None  # absent in the 2025-03 shape
+    sequence_number: SequenceNumber | None = None  # absent in the 2025-03 shape
 
 
 class Lifecycle(_Event):
