@@ -13,7 +13,9 @@ client message, each part is sent as one text message, the way the Responses Web
 transport of the Codex CLI receives its events.
 
 Only the standard library, ``h2``, ``wsproto`` and ``cryptography`` are used (all ship
-with mitmproxy), so the backend runs in any mitmproxy virtualenv.
+with mitmproxy), so the backend runs in any mitmproxy virtualenv; :func:`compressed`, which
+makes bodies with a ``content-encoding`` (decompression bombs too), also uses ``brotli``
+(a mitmproxy dependency) and zstd (a codex-fix dependency).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import struct
 import sys
 import tempfile
 import threading
+import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -424,11 +427,15 @@ async def h1_respond(
     await asyncio.sleep(sc.headers_delay)
     writer.write(h1_head(sc))
     await writer.drain()
-    for i, part in enumerate(sc.parts):
-        if i and sc.delay:
-            await asyncio.sleep(sc.delay)
-        writer.write(h1_piece(sc, part))
-        await writer.drain()
+    try:
+        for i, part in enumerate(sc.parts):
+            if i and sc.delay:
+                await asyncio.sleep(sc.delay)
+            writer.write(h1_piece(sc, part))
+            await writer.drain()
+    except ConnectionError:  # the proxy gave up while a large part was still being sent
+        recorded.abandoned = True
+        return False
     return await _h1_end(sc, writer, stream, recorded)
 
 
@@ -933,6 +940,52 @@ class MockBackend:
 # --------------------------------------------------------------------------
 # Built-in scenarios and CLI
 # --------------------------------------------------------------------------
+
+
+def compressed(
+    block: bytes, encoding: str, copies: int = 1, *, head: bytes = b"", tail: bytes = b""
+) -> bytes:
+    """``head``, ``block`` repeated ``copies`` times and ``tail``, compressed with a
+    ``content-encoding`` (gzip, deflate, zstd, br) in the memory of one block: a body that
+    decodes to a gigabyte (a decompression bomb) takes well under a second to make."""
+    if encoding in ("gzip", "deflate"):
+        return _deflated(head, block, copies, tail, gzip=encoding == "gzip")
+    if encoding == "zstd":
+        if sys.version_info >= (3, 14):
+            from compression import zstd
+        else:
+            from backports import zstd
+        zstd_compressor = zstd.ZstdCompressor()
+        compress, finish = zstd_compressor.compress, zstd_compressor.flush
+    elif encoding == "br":
+        import brotli  # type: ignore[import-untyped,unused-ignore]
+
+        br_compressor = brotli.Compressor(quality=5)
+        compress, finish = br_compressor.process, br_compressor.finish
+    else:
+        raise ValueError(f"no compressor for {encoding!r}")
+    # Streamed, as the Codex CLI sends its zstd bodies: no content size in the frame.
+    pieces = [compress(head), *(compress(block) for _ in range(copies)), compress(tail)]
+    return b"".join([*pieces, finish()])
+
+
+def _deflated(head: bytes, block: bytes, copies: int, tail: bytes, gzip: bool) -> bytes:
+    """zlib (``deflate``) or gzip data: after a full flush a compressor starts afresh, so
+    each copy of the block compresses to the same bytes; only the checksum in the trailer
+    needs all the data."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS)
+    start = compressor.compress(head) + compressor.flush(zlib.Z_FULL_FLUSH)  # with the header
+    again = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
+    end = compressor.compress(tail) + compressor.flush()
+    end = end[: -8 if gzip else -4]  # the trailer, for one copy: made again below
+    checksum = zlib.crc32 if gzip else zlib.adler32
+    value = checksum(head, 0 if gzip else 1)
+    for _ in range(copies):
+        value = checksum(block, value)
+    value = checksum(tail, value)
+    size = len(head) + len(block) * copies + len(tail)
+    trailer = struct.pack("<II", value, size & 0xFFFFFFFF) if gzip else struct.pack(">I", value)
+    return start + again * copies + end + trailer
 
 
 def split_bytes(data: bytes, chunk_size: int) -> tuple[bytes, ...]:

@@ -1,6 +1,9 @@
 """Run the real Codex CLI (pinned in tests/codex/package.json) against local servers only.
 
-`scripts/test` installs it with `npm ci` into tests/codex/node_modules. Each run gets its
+tests/codex/package.json names two versions: the pinned one (`@openai/codex`, which the
+README's tables and scripts/demo.py use) and the latest one (`codex-latest`, an npm
+alias of `@openai/codex`); the end-to-end tests run against both (`VERSIONS`).
+`scripts/test` installs them with `npm ci` into tests/codex/node_modules. Each run gets its
 own CODEX_HOME holding a config.toml that turns off everything that would talk to
 anything but the configured backend (analytics, feedback, OpenTelemetry, plugins and
 apps, the update check, the endless "waiting for network" retries), and HOME points
@@ -27,10 +30,34 @@ from faults import SequenceBackend
 from mock_backend import Scenario
 
 CODEX_DIR = Path(__file__).resolve().parent / "codex"
-CODEX_BIN = CODEX_DIR / "node_modules" / ".bin" / "codex"
-PINNED_VERSION: str = json.loads((CODEX_DIR / "package.json").read_text())["dependencies"][
-    "@openai/codex"
-]
+_DEPENDENCIES: dict[str, str] = json.loads((CODEX_DIR / "package.json").read_text())["dependencies"]
+
+
+@dataclass(frozen=True)
+class CodexCli:
+    """One Codex CLI in tests/codex/node_modules: `package` is its folder there."""
+
+    version: str
+    package: str
+
+    @property
+    def bin(self) -> Path:
+        return CODEX_DIR / "node_modules" / self.package / "bin" / "codex.js"
+
+    @property
+    def test_id(self) -> str:
+        return f"codex-{self.version}"
+
+    def installed(self) -> bool:
+        return self.bin.exists()
+
+
+PINNED = CodexCli(_DEPENDENCIES["@openai/codex"], "@openai/codex")
+LATEST = CodexCli(_DEPENDENCIES["codex-latest"].removeprefix("npm:@openai/codex@"), "codex-latest")
+# The versions the end-to-end tests run against (one, when the pin is the latest).
+VERSIONS: tuple[CodexCli, ...] = (PINNED,) if LATEST.version == PINNED.version else (PINNED, LATEST)
+PINNED_VERSION = PINNED.version
+CODEX_BIN = PINNED.bin
 MODEL = "gpt-5"
 # The README's check command; `--strict-config` rejects a misspelled config key.
 EXEC_ARGS = ("exec", "--strict-config", "--skip-git-repo-check")
@@ -78,7 +105,8 @@ class CodexResult:
 
 
 def installed() -> bool:
-    return CODEX_BIN.exists()
+    """The pinned version is installed."""
+    return PINNED.installed()
 
 
 def provider_config(
@@ -200,8 +228,10 @@ def run_codex(
     *,
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
+    cli: CodexCli = PINNED,
 ) -> CodexResult:
-    """`codex exec` with CODEX_HOME=HOME=`home`, stdin /dev/null, bounded by `timeout`."""
+    """`codex exec` of `cli` with CODEX_HOME=HOME=`home`, stdin /dev/null, bounded by
+    `timeout`."""
     full_env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
@@ -212,7 +242,7 @@ def run_codex(
     }
     started = time.monotonic()
     with subprocess.Popen(
-        [str(CODEX_BIN), *EXEC_ARGS, prompt],
+        [str(cli.bin), *EXEC_ARGS, prompt],
         cwd=home,
         env=full_env,
         stdin=subprocess.DEVNULL,

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 
 import brotli  # type: ignore[import-untyped]
 import pytest
-import zstandard
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy.layers.http import HttpStream
 from mitmproxy.test import taddons, tflow
@@ -22,6 +21,7 @@ from codexfix.mitm import shim
 from codexfix.mitm.addon import CodexFix
 from codexfix.mitm.stream import FlowStream
 
+from mock_backend import compressed
 from transcripts import events, read
 
 CODEX_URL = "https://chatgpt.com/backend-api/codex/responses"
@@ -66,6 +66,10 @@ def sse_response(
         ("codexfix_keep_body", "-1", "codexfix_keep_body: expected 'auto' or a size"),
         ("codexfix_keep_body", "lots", "codexfix_keep_body: expected 'auto' or a size"),
         ("codexfix_capture_dir", "/proc/no-such-dir", "codexfix_capture_dir: cannot create"),
+        ("codexfix_max_decoded_size", "0", "codexfix_max_decoded_size: expected a size"),
+        ("codexfix_max_decoded_size", "lots", "codexfix_max_decoded_size: expected a size"),
+        ("codexfix_max_request_scan", "-1m", "codexfix_max_request_scan: expected a size"),
+        ("codexfix_max_request_scan", "", "codexfix_max_request_scan: expected a size"),
     ],
 )
 def test_bad_option_values_are_rejected_naming_the_option(
@@ -84,6 +88,10 @@ def test_options_are_parsed_into_limits() -> None:
         assert addon.settings is not None
         assert addon.settings.limits.idle_timeout == 2.5
         assert addon.settings.limits.terminal_grace == 0.25
+        assert addon.settings.max_decoded_size == addon.settings.max_request_scan == 64 * 2**20
+        tctx.configure(addon, codexfix_max_decoded_size="4k", codexfix_max_request_scan="1g")
+        assert addon.settings.max_decoded_size == 4096
+        assert addon.settings.max_request_scan == 2**30
 
 
 @pytest.mark.parametrize(
@@ -166,7 +174,7 @@ def test_stream_true_in_a_zstd_body_asks_for_sse() -> None:
         assert streamed(addon, flow, sse_response(content_type=None))
 
 
-@pytest.mark.parametrize("encoding", ["compress", "gzip, br"])
+@pytest.mark.parametrize("encoding", ["compress", "gzip, compress"])
 def test_sse_in_an_encoding_without_a_decoder_passes_untouched_with_a_warning(
     encoding: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -184,10 +192,11 @@ def test_sse_in_an_encoding_without_a_decoder_passes_untouched_with_a_warning(
         ("gzip", lambda data: gzip.compress(data)),
         ("deflate", lambda data: zlib.compress(data)),
         ("deflate", lambda data: zlib.compress(data, wbits=-15)),  # raw deflate, also seen
-        ("zstd", lambda data: zstandard.ZstdCompressor().compress(data)),
+        ("zstd", lambda data: compressed(data, "zstd")),
         ("br", lambda data: brotli.compress(data)),
+        ("gzip, br", lambda data: brotli.compress(gzip.compress(data))),  # br over gzip
     ],
-    ids=["gzip", "deflate-zlib", "deflate-raw", "zstd", "br"],
+    ids=["gzip", "deflate-zlib", "deflate-raw", "zstd", "br", "gzip-then-br"],
 )
 def test_compressed_sse_is_decoded_incrementally(
     encoding: str, compress: Callable[[bytes], bytes]
@@ -226,6 +235,42 @@ def test_an_undecodable_body_ends_the_stream_with_an_injected_failure() -> None:
         failed = events(head + b"".join(stream(b"")))[-2]
         assert failed["type"] == "response.failed"
         assert "the gzip body does not decode" in failed["response"]["error"]["message"]
+
+
+@pytest.mark.parametrize("shim_first", [True, False], ids=["shim-ends", "upstream-ends"])
+def test_a_compressed_bomb_ends_the_stream_at_the_bound_with_an_injected_failure(
+    shim_first: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    frames = read("codex-backend-gpt5-text.sse").split(b"\n\n")
+    event = next(f for f in frames if b"output_text.delta" in f) + b"\n\n"
+    bomb = compressed(event * (2**20 // len(event)), "zstd", 1024)  # 1 GiB in ~100 kB
+    with configured(codexfix_max_decoded_size="4m") as addon:
+        flow = flow_for(accept="text/event-stream")
+        response = sse_response()
+        response.headers["content-encoding"] = "zstd"
+        assert streamed(addon, flow, response)
+        stream = response.stream
+        assert isinstance(stream, FlowStream)
+        sent: list[bytes] = []
+        for start in range(0, len(bomb), 16384):
+            sent += stream(bomb[start : start + 16384])
+            if stream.deadline() == 0.0:  # the shim ends it at once...
+                break
+        assert stream.sooner  # ...as it is told to look again
+        assert start < len(bomb) // 2  # the rest of the bomb is never decoded
+        assert stream(bomb[start:]) == []
+        assert 3 * 2**20 < sum(map(len, sent)) <= 4 * 2**20
+        if shim_first:
+            stream.expired(time.monotonic())
+        else:  # the upstream's end (or break) came before the shim's wake-up
+            stream.upstream_broken("reset")
+        failed = events(b"".join(stream(b"")))[-2]
+    assert failed["type"] == "response.failed"
+    why = f"the zstd body decodes to more than {4 * 2**20} bytes (codexfix_max_decoded_size)"
+    assert why in failed["response"]["error"]["message"]
+    # One line says why (the fixer then tells what it injected, as for any failure).
+    lines = [r.getMessage() for r in caplog.records if "ending the stream" in r.getMessage()]
+    assert len(lines) == 1 and why in lines[0] and caplog.records[0].levelname == "WARNING"
 
 
 def test_a_terminal_tells_the_shim_that_the_deadline_came_closer() -> None:
@@ -318,3 +363,25 @@ def test_a_header_wait_does_not_keep_its_flow_alive() -> None:
         del flow
         gc.collect()
         assert ref() is None
+
+
+def test_the_summary_line_escapes_what_the_upstream_named_its_model(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A forged second log line, a terminal escape and a lone surrogate in `model`.
+    created = (
+        b'event: response.created\ndata: {"type":"response.created","response":'
+        b'{"id":"resp_1","model":"m\\n[00000000] summary: forged \\u001b[31m \\ud83d"}}\n\n'
+    )
+    with configured() as addon, caplog.at_level("INFO", logger="codexfix"):
+        flow = flow_for(accept="text/event-stream")
+        assert streamed(addon, flow, sse_response())
+        stream = flow.response.stream
+        assert isinstance(stream, FlowStream)
+        stream(created)
+        stream(b"")
+        addon.response(flow)
+    [line] = [r.getMessage() for r in caplog.records if "summary: POST" in r.getMessage()]
+    assert "\n" not in line and "\x1b" not in line
+    assert "model=m\\n[00000000] summary: forged \\x1b[31m \\ud83d " in line
+    line.encode("utf-8")  # a UTF-8 log can write it

@@ -5,28 +5,30 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import tracemalloc
 import zlib
 from pathlib import Path
 
 import brotli
 import pytest
-import zstandard
 
 from codexfix import Limits, StreamFixer, UpstreamBroken
 from codexfix.capture import (
+    MAX_DECODED_BODY,
     REDACTED,
     Capture,
     FlowFacts,
     capture_stem,
-    decode_body,
     is_secret_name,
     redact_body,
     redact_headers,
     redact_text,
     redact_url,
 )
+from codexfix.decoding import decode_body
 from codexfix.report import Usage
 
+from mock_backend import compressed
 from transcripts import FIXTURES, chunked
 
 TRANSCRIPT = FIXTURES / "responses" / "codex-backend-gpt5-text.sse"
@@ -153,8 +155,7 @@ def facts(body: bytes, encoding: str | None = None) -> FlowFacts:
 
 def zstd_stream(data: bytes) -> bytes:
     """As the Codex CLI sends it: a streamed frame, no content size in its header."""
-    compressor = zstandard.ZstdCompressor().compressobj()
-    return compressor.compress(data) + compressor.flush()
+    return compressed(data, "zstd")
 
 
 ENCODINGS = {
@@ -383,6 +384,94 @@ def test_form_and_text_bodies_are_redacted() -> None:
 
 def test_decoding_is_bounded_and_handles_stacked_codings() -> None:
     raw = b'{"a": 1}'
-    assert decode_body(gzip.compress(zstd_stream(raw)), "zstd, gzip") == raw
-    assert decode_body(zlib.compress(raw)[2:-4], "deflate") == raw  # raw deflate
-    assert decode_body(raw, "identity") == raw
+    assert decode_body(gzip.compress(zstd_stream(raw)), "zstd, gzip", 100) == raw
+    assert decode_body(zlib.compress(raw)[2:-4], "deflate", 100) == raw  # raw deflate
+    assert decode_body(raw, "identity", 100) == raw
+
+
+# -- any bytes make a record ----------------------------------------------------------------
+
+
+def odd(raw: bytes) -> str:
+    """Header bytes as mitmproxy gives them: UTF-8 with surrogate escapes."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def test_odd_bytes_anywhere_are_escaped_and_secrets_still_redacted(tmp_path: Path) -> None:
+    secret = CANARIES["auth"]
+    body = {"input": "half an emoji \ud83d", "api_key": "\udcff" + secret, "\ud83d": 1}
+    facts = FlowFacts(
+        method="POST",
+        url=odd(b"http://h/v1/responses?key=" + secret.encode() + b"\xff&q=caf\xe9"),
+        http_version="HTTP/1.1",
+        request_headers=[
+            ("x-odd", odd(b"caf\xe9 \xff\xfe")),
+            ("Authorization", odd(b"Bearer \xff" + secret.encode())),
+            ("Cookie", odd(b"\xfe\xff")),
+            ("x-forward", odd(b"Bearer " + secret.encode() + b"\xfe")),
+            ("content-type", "application/json"),
+        ],
+        request_body=json.dumps(body).encode(),
+        protocol="responses",
+        response_status=200,
+        response_headers=[("x-resp", odd(b"\x80")), ("set-cookie", odd(b"s=\xff" + b"x" * 20))],
+        outcome="injected: truncated (upstream said \ud83d)",
+        model="gpt-5\udcff",
+        warnings=[f"excerpt b'\\xff' \udcff api_key={secret}"],
+        notes=["\ud800"],
+    )
+    capture = Capture(tmp_path, STARTED, "0a1b2c3d")
+    capture.append_upstream(b"data: \xff\x00\n\n")
+    path = capture.close(facts)
+    assert path is not None  # the record is written...
+    text = path.read_text(encoding="utf-8")
+    assert "CANARY" not in text  # ...with every secret redacted
+    record = json.loads(text)
+    request = record["request"]
+    assert request["url"] == f"http://h/v1/responses?key={REDACTED}&q=caf\\xe9"
+    assert request["headers"] == [
+        ["x-odd", "caf\\xe9 \\xff\\xfe"],
+        ["Authorization", f"Bearer {REDACTED}"],
+        ["Cookie", REDACTED],
+        ["x-forward", f"Bearer {REDACTED}\\xfe"],
+        ["content-type", "application/json"],
+    ]
+    assert request["body"] == {"input": "half an emoji \\ud83d", "api_key": REDACTED, "\\ud83d": 1}
+    assert record["response"]["headers"] == [["x-resp", "\\x80"], ["set-cookie", REDACTED]]
+    assert record["outcome"] == "injected: truncated (upstream said \\ud83d)"
+    assert record["model"] == "gpt-5\\udcff"
+    assert record["warnings"] == [f"excerpt b'\\xff' \\udcff api_key={REDACTED}"]
+    assert record["notes"] == ["\\ud800"]
+    assert capture.path("upstream.sse").read_bytes() == b"data: \xff\x00\n\n"
+
+
+def test_binary_bodies_give_a_record_and_byte_exact_stream_files(tmp_path: Path) -> None:
+    binary = bytes(range(256)) * 4
+    capture = Capture(tmp_path, STARTED, "0a1b2c3d")
+    for piece in chunked(binary, [1, 255, 17]):
+        capture.append_upstream(piece)
+        capture.append_client(piece)
+    headers = [("content-type", "application/octet-stream")]
+    path = capture.close(FlowFacts("POST", "http://h/", "HTTP/1.1", headers, binary, "?"))
+    assert path is not None
+    assert json.loads(path.read_text())["request"]["body"] == (
+        "[1024 bytes of binary data: not kept]"
+    )
+    assert capture.path("upstream.sse").read_bytes() == binary
+    assert capture.path("client.sse").read_bytes() == binary
+
+
+def test_a_request_body_bomb_is_decoded_no_further_than_the_limit() -> None:
+    head, tail = b'{"input":"', b'"}'
+    bomb = compressed(b"x" * 2**20, "zstd", 1024, head=head, tail=tail)  # 1 GiB of JSON
+    tracemalloc.start()
+    try:
+        note = redact_body(bomb, "zstd", "application/json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert note == (
+        f"[{len(bomb)} bytes, content-encoding zstd: not decoded: "
+        f"decodes to more than {MAX_DECODED_BODY} bytes]"
+    )
+    assert peak < MAX_DECODED_BODY + 32 * 2**20, peak  # the limit, not the gigabyte

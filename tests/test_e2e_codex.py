@@ -8,7 +8,8 @@ Two setups, as the README's "Use with the Codex CLI" section describes them:
   `HTTPS_PROXY` with `CODEX_CA_CERTIFICATE` = mitmproxy's CA (HTTP/2 on both sides).
 
 Each test asserts what the user sees (exit code, the answer on stdout, the `ERROR:` lines
-on stderr) and what the mock received. The README's Codex baseline table shows what the
+on stderr) and what the mock received, for the pinned and the latest Codex CLI (test ids
+`codex-<version>`). The README's Codex baseline table shows what the
 same CLI does without codex-fix (scripts/fault_matrix.py --codex).
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import codex_cli
-from codex_cli import CodexResult
+from codex_cli import CodexCli, CodexResult
 from faults import (
     OVERLOADED_MESSAGE,
     SERVER_ERROR_MESSAGE,
@@ -53,9 +54,19 @@ CODEX_IDLE_MS = 60_000  # Codex's own stream idle timeout in these tests (defaul
 INJECTED = "codex-fix: upstream"
 
 
+@pytest.fixture(scope="module", params=codex_cli.VERSIONS, ids=lambda cli: cli.test_id)
+def cli(request: pytest.FixtureRequest) -> CodexCli:
+    """Each Codex CLI version in turn (the tests are grouped by it)."""
+    cli: CodexCli = request.param
+    if not cli.installed():
+        pytest.skip(f"Codex CLI {cli.version} not installed in {cli.bin} (scripts/test)")
+    return cli
+
+
 @pytest.fixture(scope="module")
-def backend() -> Iterator[SequenceBackend]:
-    """Every fault twice, as `<fault>.<mode>`: each mode counts its own requests."""
+def backend(cli: CodexCli) -> Iterator[SequenceBackend]:
+    """Every fault twice, as `<fault>.<mode>`: each mode counts its own requests; a new
+    backend for each Codex CLI version, which counts its own requests too."""
     faults = {f"{name}.{mode}": fault for name, fault in FAULTS.items() for mode in MODES}
     with SequenceBackend(faults) as mock:
         yield mock
@@ -74,8 +85,10 @@ Run = Callable[..., tuple[CodexResult, list[RecordedRequest]]]
 
 
 @pytest.fixture
-def run(backend: SequenceBackend, proxies: dict[str, Mitmdump], tmp_path: Path) -> Run:
-    """`run(fault, mode, **provider settings)`: codex exec through codex-fix."""
+def run(
+    cli: CodexCli, backend: SequenceBackend, proxies: dict[str, Mitmdump], tmp_path: Path
+) -> Run:
+    """`run(fault, mode, **provider settings)`: codex exec of `cli` through codex-fix."""
 
     def run(fault: str, mode: str, **settings: int) -> tuple[CodexResult, list[RecordedRequest]]:
         name = f"{fault}.{mode}"
@@ -90,7 +103,7 @@ def run(backend: SequenceBackend, proxies: dict[str, Mitmdump], tmp_path: Path) 
         home = codex_cli.make_home(
             tmp_path / "home", codex_cli.provider_config(base_url, **settings)
         )
-        result = codex_cli.run_codex(home, env=env, timeout=60)
+        result = codex_cli.run_codex(home, env=env, timeout=60, cli=cli)
         assert result.returncode is not None, f"codex hung:\n{result.describe()}"
         # Through the proxy, not around it: codex-fix logged this stream's summary.
         summary = f"summary: POST 127.0.0.1/s/{name}/v1/responses"
@@ -231,40 +244,41 @@ def test_tool_call_then_final_answer_completes(run: Run, mode: str) -> None:
 
 
 def run_regular(
-    backend: SequenceBackend, proxy: Mitmdump, home: Path, env: dict[str, str]
+    cli: CodexCli, backend: SequenceBackend, proxy: Mitmdump, home: Path, env: dict[str, str]
 ) -> CodexResult:
     config = codex_cli.provider_config(f"{backend.https_url}/s/healthy.regular/v1")
     return codex_cli.run_codex(
-        codex_cli.make_home(home, config), env={"HTTPS_PROXY": proxy.url, **env}
+        codex_cli.make_home(home, config), env={"HTTPS_PROXY": proxy.url, **env}, cli=cli
     )
 
 
 def test_codex_ca_certificate_is_used_whatever_ssl_cert_file_says(
-    backend: SequenceBackend, proxies: dict[str, Mitmdump], tmp_path: Path
+    cli: CodexCli, backend: SequenceBackend, proxies: dict[str, Mitmdump], tmp_path: Path
 ) -> None:
     proxy = proxies["regular"]
     env = {"CODEX_CA_CERTIFICATE": str(proxy.ca_cert), "SSL_CERT_FILE": str(backend.cert_path)}
     before = len(backend.requests_for("healthy.regular"))
-    assert_answered(run_regular(backend, proxy, tmp_path / "home", env))
+    assert_answered(run_regular(cli, backend, proxy, tmp_path / "home", env))
     assert len(backend.requests_for("healthy.regular")) == before + 1
 
 
 def test_no_proxy_covering_the_backend_bypasses_codexfix(
-    backend: SequenceBackend, proxies: dict[str, Mitmdump], tmp_path: Path
+    cli: CodexCli, backend: SequenceBackend, proxies: dict[str, Mitmdump], tmp_path: Path
 ) -> None:
     """With NO_PROXY naming the backend Codex goes straight to it, where mitmproxy's CA
     proves nothing: the TLS handshake fails and no request arrives."""
     proxy = proxies["regular"]
     before = len(backend.requests_for("healthy.regular"))
     env = {"CODEX_CA_CERTIFICATE": str(proxy.ca_cert), "NO_PROXY": "127.0.0.1"}
-    result = run_regular(backend, proxy, tmp_path / "home", env)
+    result = run_regular(cli, backend, proxy, tmp_path / "home", env)
     assert result.returncode == 1, result.describe()
     assert result.errors[-1] == "Connection failed: error sending request"
     assert len(backend.requests_for("healthy.regular")) == before
 
 
 def test_demo_shows_the_fix_in_one_command(tmp_path: Path) -> None:
-    """scripts/demo.py: mock, mitmdump and codex exec in one command, as the README says."""
+    """scripts/demo.py: mock, mitmdump and codex exec in one command, as the README says
+    (with the pinned Codex CLI only)."""
     command = [sys.executable, str(ROOT / "scripts" / "demo.py"), "deltas-only"]
     fixed = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr

@@ -8,16 +8,17 @@ file or in any line mitmdump logs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import socket
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import zstandard
 from mitmproxy import io
 
 from harness import ADDON, Mitmdump
-from mock_backend import MockBackend, Scenario, sse_events
+from mock_backend import MockBackend, Scenario, compressed, sse_events
 from transcripts import CODEX_BACKEND, events
 
 pytestmark = pytest.mark.e2e
@@ -68,7 +69,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, 
                 "metadata": {"nested": [{"access_token": CANARIES[6]}]},
                 "input": f"use the key sk-proj-{CANARIES[7]} please",
             }
-            content = zstandard.ZstdCompressor().compress(json.dumps(body).encode())
+            content = compressed(json.dumps(body).encode(), "zstd")
             query = f"?key={CANARIES[8]}&api_key={CANARIES[9]}"
             with httpx.Client(timeout=10.0) as client:
                 for name in SCENARIOS:
@@ -137,3 +138,67 @@ def test_flow_file_keeps_the_client_body_and_the_upstream_body(
     assert info["upstream"] == b"".join(FRAMES[:CUT]) + FRAMES[CUT][:50]
     assert info["outcome"] == "injected: truncated" and not info["client_truncated"]
     assert by_name["healthy"].response.content == b"".join(FRAMES)
+
+
+def raw_exchange(port: int, request: bytes) -> tuple[bytes, bytes]:
+    """Send `request` as is on a new connection; the response head and its chunked body,
+    read until the proxy closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10.0) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, rest = received.partition(b"\r\n\r\n")
+    body = b""
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if not size:
+            return head, body
+        body, rest = body + rest[:size], rest[size + 2 :]
+
+
+def test_captures_survive_any_header_and_body_bytes(
+    tmp_path: Path, mock_backend: MockBackend, mitmdump_factory: Callable[..., Mitmdump]
+) -> None:
+    binary_stream = b"data: \xff\xfe\x00" + bytes(range(256)) + b"\n\n"
+    mock_backend.scenarios["healthy"] = SCENARIOS["healthy"]
+    mock_backend.scenarios["binary"] = Scenario(parts=(binary_stream,))
+    captures = tmp_path / "captures"
+    proxy = mitmdump_factory(
+        mode=f"reverse:{mock_backend.http_url}",
+        script=ADDON,
+        options={"codexfix_capture_dir": str(captures)},
+    )
+    binary_body = bytes(range(256)) * 4
+    received = {}
+    for name in ("healthy", "binary"):
+        head = (
+            f"POST /s/{name}/v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Accept: text/event-stream\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {len(binary_body)}\r\nConnection: close\r\n"
+        ).encode()
+        odd = b"X-Odd: caf\xe9 \xff\xfe\r\nAuthorization: Bearer \xff" + CANARIES[0].encode()
+        status, received[name] = raw_exchange(proxy.port, head + odd + b"\r\n\r\n" + binary_body)
+        assert status.startswith(b"HTTP/1.1 200")
+    assert mock_backend.requests_for("binary")[0].body == binary_body  # forwarded as it came
+
+    deadline = time.monotonic() + 10.0
+    while len(found := records(captures)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert set(found) == {"healthy", "binary"}, proxy.log_tail()
+    for name, record in found.items():
+        request = record["request"]
+        assert isinstance(request, dict)
+        headers = dict(request["headers"])
+        assert headers["X-Odd"] == "caf\\xe9 \\xff\\xfe"
+        assert headers["Authorization"] == "Bearer [REDACTED]"
+        assert request["body"] == f"[{len(binary_body)} bytes of binary data: not kept]"
+        files = record["files"]
+        assert isinstance(files, dict)
+        upstream = (captures / files["upstream"]).read_bytes()
+        client = (captures / files["client"]).read_bytes()
+        assert upstream == (b"".join(FRAMES) if name == "healthy" else binary_stream)
+        assert client == received[name]
+    for path in captures.iterdir():
+        assert b"CANARY" not in path.read_bytes(), path.name

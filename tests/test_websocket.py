@@ -4,7 +4,8 @@ In-process with mitmproxy's test helpers for the option, the scope and the loggi
 end to end with the real Codex CLI on its built-in ChatGPT path (a fake login, its
 ChatGPT backend moved to the mock's TLS port, reached through mitmdump in regular-proxy
 mode): with `downgrade` its WebSocket upgrade is answered 426 and the turn completes
-over SSE; with `passthrough` the turn runs over the WebSocket and is summarized.
+over SSE; with `passthrough` the turn runs over the WebSocket and is summarized. These
+run for the pinned and the latest Codex CLI (test ids `codex-<version>`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from wsproto.frame_protocol import Opcode
 from codexfix.mitm.websocket import WebSocketTransport
 
 import codex_cli
-from codex_cli import ChatGptBackend
+from codex_cli import ChatGptBackend, CodexCli
 from faults import TRANSCRIPT_PATH, payload, streamed_text
 from harness import ADDON, Mitmdump
 from mock_backend import sse_events
@@ -186,6 +187,15 @@ codex_required = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(params=codex_cli.VERSIONS, ids=lambda cli: cli.test_id)
+def cli(request: pytest.FixtureRequest) -> CodexCli:
+    """Each Codex CLI version in turn."""
+    cli: CodexCli = request.param
+    if not cli.installed():
+        pytest.skip(f"Codex CLI {cli.version} not installed in {cli.bin} (scripts/test)")
+    return cli
+
+
 @pytest.fixture
 def chatgpt_backend() -> Iterator[ChatGptBackend]:
     with ChatGptBackend(FRAMES, EVENTS) as mock:
@@ -193,7 +203,7 @@ def chatgpt_backend() -> Iterator[ChatGptBackend]:
 
 
 def run_chatgpt_codex(
-    backend: ChatGptBackend, tmp_path: Path, websocket_mode: str
+    cli: CodexCli, backend: ChatGptBackend, tmp_path: Path, websocket_mode: str
 ) -> tuple[codex_cli.CodexResult, Mitmdump]:
     proxy = Mitmdump(
         (),
@@ -207,7 +217,7 @@ def run_chatgpt_codex(
         config = codex_cli.chatgpt_config(backend.https_url)
         home = codex_cli.make_home(tmp_path / "home", config, codex_cli.chatgpt_auth())
         env = {"HTTPS_PROXY": proxy.url, "CODEX_CA_CERTIFICATE": str(proxy.ca_cert)}
-        result = codex_cli.run_codex(home, env=env, timeout=60)
+        result = codex_cli.run_codex(home, env=env, timeout=60, cli=cli)
         # The summary lines are written when the flows end, just after Codex exits.
         wait_until(lambda: "summary: " in proxy.log_text(), "no summary in mitmdump's log")
     finally:
@@ -225,9 +235,9 @@ def wait_until(condition: Callable[[], bool], message: str, timeout: float = 5.0
 @codex_required
 @pytest.mark.e2e
 def test_codex_websocket_is_downgraded_and_the_turn_completes_over_sse(
-    chatgpt_backend: ChatGptBackend, tmp_path: Path
+    cli: CodexCli, chatgpt_backend: ChatGptBackend, tmp_path: Path
 ) -> None:
-    result, proxy = run_chatgpt_codex(chatgpt_backend, tmp_path, "downgrade")
+    result, proxy = run_chatgpt_codex(cli, chatgpt_backend, tmp_path, "downgrade")
     assert result.returncode == 0, result.describe()
     assert result.stdout == ANSWER
     assert "Falling back from WebSockets" not in result.stderr  # switched silently
@@ -241,9 +251,9 @@ def test_codex_websocket_is_downgraded_and_the_turn_completes_over_sse(
 @codex_required
 @pytest.mark.e2e
 def test_codex_websocket_passes_through_and_is_summarized(
-    chatgpt_backend: ChatGptBackend, tmp_path: Path
+    cli: CodexCli, chatgpt_backend: ChatGptBackend, tmp_path: Path
 ) -> None:
-    result, proxy = run_chatgpt_codex(chatgpt_backend, tmp_path, "passthrough")
+    result, proxy = run_chatgpt_codex(cli, chatgpt_backend, tmp_path, "passthrough")
     assert result.returncode == 0, result.describe()
     assert result.stdout == ANSWER
     (turn,) = chatgpt_backend.requests_for("/codex/responses")
@@ -270,7 +280,7 @@ def test_codex_websocket_passes_through_and_is_summarized(
 @pytest.mark.e2e
 @pytest.mark.parametrize("supports_websockets", [False, True])
 def test_codex_chatgpt_login_through_reverse_mode(
-    chatgpt_backend: ChatGptBackend, tmp_path: Path, supports_websockets: bool
+    cli: CodexCli, chatgpt_backend: ChatGptBackend, tmp_path: Path, supports_websockets: bool
 ) -> None:
     """The README's reverse mode for a ChatGPT login: a custom provider with
     `requires_openai_auth`; with `supports_websockets = true` the upgrade is downgraded."""
@@ -289,7 +299,7 @@ def test_codex_chatgpt_login_through_reverse_mode(
         home = codex_cli.make_home(tmp_path / "home", config, codex_cli.chatgpt_auth())
         # Only the direct calls (account routing) need the mock's CA.
         env = {"CODEX_CA_CERTIFICATE": str(chatgpt_backend.cert_path)}
-        result = codex_cli.run_codex(home, env=env, timeout=60)
+        result = codex_cli.run_codex(home, env=env, timeout=60, cli=cli)
         wait_until(lambda: "summary: " in proxy.log_text(), "no summary in mitmdump's log")
     finally:
         proxy.stop()

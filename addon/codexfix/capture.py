@@ -12,6 +12,10 @@ the `redact_*` functions, which remove credential headers, credential query para
 and userinfo, secret-named JSON keys at any depth, and bearer tokens / API keys found in
 any text. Stream bodies are model output and are written as they are.
 
+Any bytes make a record: what UTF-8 cannot write (a header byte that mitmproxy keeps as a
+surrogate escape, a lone surrogate from a JSON `\\ud83d`) is escaped as text before it is
+redacted, so the redaction sees what is written.
+
 A capture must never break the stream: a write error is logged once and ends the capture
 of that flow. Sans-mitmproxy.
 """
@@ -29,14 +33,14 @@ from pathlib import Path
 from typing import IO, Any, TypedDict
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-from .decoding import DecodeError, decoder_for
+from .decoding import DecodeError, decode_body
 from .report import Usage
 
 _log = logging.getLogger("codexfix")
 
 REDACTED = "[REDACTED]"
 VERSION = 1
-MAX_DECODED_BODY = 64 * 1024 * 1024  # a request body decoded beyond this is not kept
+MAX_DECODED_BODY = 64 * 1024 * 1024  # a request body is decoded no further than this
 _BUFFER = 64 * 1024
 
 # Header / JSON key / query parameter names whose values are credentials, compared after
@@ -107,10 +111,35 @@ def redact_text(text: str) -> str:
     return _TEXT_SECRETS.sub(_text_secret, text)
 
 
+# Lone surrogates: UTF-8 cannot encode them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_byte(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # Python's surrogateescape of the byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def writable(text: str, raw: bool = False) -> str:
+    """`text` with what UTF-8 cannot write escaped: a lone surrogate as `\\uXXXX`, or, for
+    `raw` text that mitmproxy decoded from bytes (header values, the URL), a byte kept as
+    a surrogate escape as `\\xNN`."""
+    if text.isascii():
+        return text
+    return _SURROGATE.sub(_escape_byte if raw else _escape_char, text)
+
+
 def redact_headers(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Credential headers keep their name (and an auth scheme), never their value."""
     out = []
     for name, value in pairs:
+        name, value = writable(name, raw=True), writable(value, raw=True)
         if is_secret_name(name):
             scheme, sep, _ = value.strip().partition(" ")
             keep_scheme = sep and name.lower() in ("authorization", "proxy-authorization")
@@ -123,6 +152,7 @@ def redact_headers(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def redact_url(url: str) -> str:
     """The URL without userinfo and without the values of credential query parameters."""
+    url = writable(url, raw=True)
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -151,32 +181,18 @@ def redact_json(value: Any) -> Any:
     """A copy of a decoded JSON value with secret-named keys and credential text redacted."""
     if isinstance(value, dict):
         return {
-            key: REDACTED if item is not None and is_secret_name(str(key)) else redact_json(item)
+            writable(str(key)): (
+                REDACTED
+                if item is not None and is_secret_name(writable(str(key)))
+                else redact_json(item)
+            )
             for key, item in value.items()
         }
     if isinstance(value, list):
         return [redact_json(item) for item in value]
     if isinstance(value, str):
-        return redact_text(value)
+        return redact_text(writable(value))
     return value
-
-
-def decode_body(body: bytes, content_encoding: str | None) -> bytes:
-    """Undo `content-encoding` (zstd, gzip, deflate, br); ValueError if it cannot."""
-    codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
-    for coding in reversed(codings):  # the last coding applied is listed last
-        if coding == "identity":
-            continue
-        decoder = decoder_for(coding)
-        if decoder is None:
-            raise ValueError(f"unknown content-encoding {coding!r}")
-        try:
-            body = decoder.decode(body)
-        except DecodeError as exc:
-            raise ValueError(f"{coding}: {exc}") from None
-        if len(body) > MAX_DECODED_BODY:
-            raise ValueError(f"decoded body larger than {MAX_DECODED_BODY} bytes")
-    return body
 
 
 def redact_body(
@@ -186,9 +202,10 @@ def redact_body(
     if not body:
         return None
     try:
-        decoded = decode_body(body, content_encoding)
-    except ValueError as exc:
-        return f"[{len(body)} bytes, content-encoding {content_encoding}: not decoded: {exc}]"
+        decoded = decode_body(body, content_encoding, MAX_DECODED_BODY)
+    except DecodeError as exc:  # or TooLarge: decoding stopped at the limit
+        note = f"[{len(body)} bytes, content-encoding {content_encoding}: not decoded: {exc}]"
+        return writable(note, raw=True)
     try:
         return redact_json(json.loads(decoded))
     except RecursionError:
@@ -301,31 +318,36 @@ def build_record(
         warnings = [f"{warnings} coercion warnings (see the log)"] if warnings else []
     return {
         "version": VERSION,
-        "flow_id": flow_id,
+        "flow_id": writable(flow_id),
         "started": iso_utc(started),
         "request": {
-            "method": facts.method,
+            "method": writable(facts.method, raw=True),
             "url": redact_url(facts.url),
-            "http_version": facts.http_version,
+            "http_version": writable(facts.http_version, raw=True),
             "headers": _pairs(redact_headers(facts.request_headers)),
             "body": redact_body(
                 facts.request_body, headers.get("content-encoding"), headers.get("content-type")
             ),
         },
         "response": response,
-        "protocol": facts.protocol,
+        "protocol": writable(facts.protocol),
         "timings": {"duration_s": facts.duration_s, "ttfb_s": facts.ttfb_s},
-        "outcome": facts.outcome,
-        "model": facts.model,
+        # The upstream's words (a model name, an error message) may hold lone surrogates.
+        "outcome": _text(facts.outcome),
+        "model": _text(facts.model),
         "events": facts.events,
         "bytes_in": facts.bytes_in,
         "bytes_out": facts.bytes_out,
-        "repairs": [redact_text(str(r)) for r in facts.repairs],
-        "warnings": [redact_text(str(w)) for w in warnings],
-        "notes": [redact_text(str(n)) for n in facts.notes],
+        "repairs": [redact_text(writable(str(r))) for r in facts.repairs],
+        "warnings": [redact_text(writable(str(w))) for w in warnings],
+        "notes": [redact_text(writable(str(n))) for n in facts.notes],
         "usage": _usage(facts.usage),
         "files": files,
     }
+
+
+def _text(text: str | None) -> str | None:
+    return None if text is None else redact_text(writable(text))
 
 
 def _pairs(pairs: list[tuple[str, str]]) -> list[list[str]]:

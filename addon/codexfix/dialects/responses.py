@@ -196,8 +196,11 @@ class ResponsesDialect(DialectBase):
         if event_type == "response.created":
             self._created = data
             response = obj.get("response")
-            if isinstance(response, dict) and isinstance(response.get("id"), str):
-                self._response_id = response["id"]
+            if isinstance(response, dict):
+                if isinstance(response.get("id"), str):
+                    self._response_id = response["id"]
+                if isinstance(response.get("model"), str):
+                    self.report.model = response["model"]
         elif event_type == "response.output_item.done":
             index, item = _count(obj.get("output_index")), obj.get("item")
             if index is not None:

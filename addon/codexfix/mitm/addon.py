@@ -16,9 +16,9 @@ from mitmproxy.utils import human
 
 from ..capture import Capture, FlowFacts
 from ..coercion import UnknownTypes
-from ..decoding import decoder_for
+from ..decoding import Bounded, decoder_for
 from ..fixer import Limits, StreamFixer
-from ..report import StreamReport
+from ..report import StreamReport, printable
 from . import shim
 from .scope import DEFAULT_FILTER, identity_encoded, is_sse_response, protocol_for, wants_sse
 from .stream import FlowStream
@@ -37,6 +37,8 @@ class Settings(NamedTuple):
     header_timeout: float
     keep_body: int | None  # None: "auto"
     capture_dir: Path | None
+    max_decoded_size: int
+    max_request_scan: int
 
 
 class FlowLog(logging.LoggerAdapter[logging.Logger]):
@@ -113,6 +115,21 @@ class CodexFix:
             "saves them, else none.",
         )
         loader.add_option(
+            "codexfix_max_decoded_size",
+            str,
+            "64m",
+            "Most bytes an upstream body compressed despite accept-encoding: identity may "
+            "decode to (a size, e.g. 64m); past it the stream ends with the injected failure "
+            "and the upstream request is cancelled.",
+        )
+        loader.add_option(
+            "codexfix_max_request_scan",
+            str,
+            "64m",
+            'Most bytes of a request body (decoded) read to find "stream": true (a size, e.g. '
+            "64m); a larger body does not decide, the response's Content-Type does.",
+        )
+        loader.add_option(
             "codexfix_capture_dir",
             str,
             "",
@@ -146,6 +163,8 @@ class CodexFix:
             header_timeout=_seconds("codexfix_header_timeout", options.codexfix_header_timeout),
             keep_body=_keep_body(options.codexfix_keep_body),
             capture_dir=_capture_dir(options.codexfix_capture_dir),
+            max_decoded_size=_bound("codexfix_max_decoded_size", options.codexfix_max_decoded_size),
+            max_request_scan=_bound("codexfix_max_request_scan", options.codexfix_max_request_scan),
         )
 
     def running(self) -> None:
@@ -165,10 +184,11 @@ class CodexFix:
         flow.request.headers["accept-encoding"] = "identity"
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if not flow.metadata.get(_MATCHED) or not wants_sse(flow.request):
+        if not flow.metadata.get(_MATCHED) or self.settings is None:
+            return
+        if not wants_sse(flow.request, self.settings.max_request_scan, flow_log(flow)):
             return
         flow.metadata[_SSE_REQUEST] = True
-        assert self.settings is not None
         if self.settings.header_timeout > 0:
             timeout = self.settings.header_timeout
             shim.await_headers(flow, timeout, partial(self._no_headers_response, timeout=timeout))
@@ -182,7 +202,7 @@ class CodexFix:
         if not is_sse_response(response, bool(flow.metadata.get(_SSE_REQUEST))):
             return
         flog = flow_log(flow)
-        decoder = None
+        decoding = None
         if not identity_encoded(response):
             encoding = response.headers["content-encoding"]
             decoder = decoder_for(encoding)
@@ -195,12 +215,13 @@ class CodexFix:
                 return
             flog.info("upstream sent content-encoding %r despite identity: decoding it", encoding)
             del response.headers["content-encoding"]
+            decoding = (encoding, Bounded(decoder, self.settings.max_decoded_size))
         # The body length may change: drop content-length; an HTTP/1.1 client gets a chunked
         # body so that the end of the body is explicit (0\r\n\r\n), never a close.
         response.headers.pop("content-length", None)
         if flow.request.http_version == "HTTP/1.1":
             response.headers["transfer-encoding"] = "chunked"
-        stream = self._new_stream(flow, flog, (encoding, decoder) if decoder else None)
+        stream = self._new_stream(flow, flog, decoding)
         response.stream = stream
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -226,7 +247,7 @@ class CodexFix:
             stream.capture.close(facts(flow, stream, outcome))
 
     def _new_stream(
-        self, flow: http.HTTPFlow, flog: FlowLog, decoder: tuple[str, Any] | None = None
+        self, flow: http.HTTPFlow, flog: FlowLog, decoder: tuple[str, Bounded] | None = None
     ) -> FlowStream:
         settings = self.settings
         assert settings is not None
@@ -295,6 +316,16 @@ def _keep_body(value: str) -> int | None:
         raise exceptions.OptionsError(
             f"codexfix_keep_body: expected 'auto' or a size such as 4m or 0, got {value!r}"
         )
+    return size
+
+
+def _bound(name: str, value: str) -> int:
+    try:
+        size = human.parse_size(value)
+    except ValueError:
+        size = None
+    if size is None or size <= 0:
+        raise exceptions.OptionsError(f"{name}: expected a size such as 64m (> 0), got {value!r}")
     return size
 
 
@@ -369,7 +400,7 @@ def summary(flow: http.HTTPFlow, stream: FlowStream, outcome: str) -> str:
     parts = [f"{request.method} {_where(request)} {status} {report.protocol}"]
     ttfb = f"{stream.first_byte_at - request.timestamp_start:.2f}s" if stream.first_byte_at else "-"
     parts += [
-        f"model={report.model or '-'}",
+        f"model={printable(report.model or '-')}",  # upstream text: escaped
         f"events={report.events}",
         f"bytes={report.bytes_in}->{report.bytes_out}",
         f"duration={duration:.2f}s",

@@ -59,6 +59,12 @@ class ManagedStream(ABC):
 
     sooner = False
 
+    @property
+    def raw(self) -> bool:
+        """The stream passes raw (a body of no known protocol, an internal error): a broken
+        upstream then breaks the client's body too, as it would without codex-fix."""
+        return False
+
     @abstractmethod
     def __call__(self, data: bytes) -> list[bytes]: ...
 
@@ -293,7 +299,7 @@ def _make_handle_protocol_error(
         if state is not None and isinstance(event, layers_http.ResponseProtocolError):
             if state.finished:
                 return  # the answer to our own cancel, for a response already complete
-            if state.managed is not None and _streaming(self, state):
+            if state.managed is not None and not state.managed.raw and _streaming(self, state):
                 state.managed.upstream_broken(event.message)
                 yield from _end_response(self, None)
                 return

@@ -1,8 +1,8 @@
 """The `flow.response.stream` callable: a StreamFixer on mitmproxy's clock and chunks.
 
 Around the fixer: an optional incremental decoder (an upstream that compressed despite
-`accept-encoding: identity`), bounded copies of both bodies for the UI and flow files,
-and an optional capture.
+`accept-encoding: identity`) bounded by `codexfix_max_decoded_size`, bounded copies of
+both bodies for the UI and flow files, and an optional capture.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from mitmproxy import http
 
 from ..capture import Capture
-from ..decoding import DecodeError, Decoder
+from ..decoding import Bounded, DecodeError, TooLarge
 from ..failures import EndCause, NoResponse, UpstreamBroken, UpstreamEnded
 from ..fixer import StreamFixer
 from .shim import ManagedStream
@@ -59,7 +59,7 @@ class FlowStream(ManagedStream):
         *,
         flow: http.HTTPFlow,
         keep: int = 0,
-        decoder: tuple[str, Decoder] | None = None,
+        decoder: tuple[str, Bounded] | None = None,
         capture: Capture | None = None,
     ) -> None:
         self.fixer = fixer
@@ -72,17 +72,22 @@ class FlowStream(ManagedStream):
         # Not the flow itself: the flow holds this stream (response.stream).
         self._flow = weakref.ref(flow)
         self._recorded = False
-        self._decoder = decoder
+        self._encoded = decoder is not None  # every chunk goes through _decoded()
+        self._decoder = decoder  # dropped when the body ends: a decoder holds a window
         self._undecodable: str | None = None
         self._cause: EndCause = UpstreamEnded()
         self._broken = False
         self._in_grace = False
 
     def __call__(self, data: bytes) -> list[bytes]:
-        if data and self._decoder is not None:
-            data = self._decode(data)
-            if not data:
-                return []
+        if data and self._encoded:
+            return self._decoded(data)
+        if not data:
+            self._decoder = None
+        return self._feed(data)
+
+    def _feed(self, data: bytes) -> list[bytes]:
+        """One piece of (decoded) upstream body to the fixer; b"" ends the stream."""
         if data:
             if self.first_byte_at is None:
                 self.first_byte_at = time.time()
@@ -94,7 +99,7 @@ class FlowStream(ManagedStream):
             if data:
                 out = self.fixer.feed(data, time.monotonic())
             else:
-                out = self.fixer.finish(self._cause)
+                out = self.fixer.finish(self._end_cause())
         except Exception as exc:  # the fixer fails open by itself; this is the last guard
             self._broken = True
             self.fixer.report.outcome = "passthrough"
@@ -132,18 +137,30 @@ class FlowStream(ManagedStream):
         }
         flow.metadata["codexfix"] = info
 
-    def _decode(self, data: bytes) -> bytes:
-        assert self._decoder is not None
-        if self._undecodable is not None:
-            return b""  # the stream is ending: the rest cannot be read
+    def _decoded(self, data: bytes) -> list[bytes]:
+        """Decode a chunk slice by slice, each slice through the fixer: one chunk of a
+        bomb never decodes to more than the bound."""
+        out: list[bytes] = []
+        if self._decoder is None:
+            return out  # the stream is ending: the rest cannot be read
         encoding, decoder = self._decoder
         try:
-            return decoder.decode(data)
+            for piece in decoder.decode(data):
+                out += self._feed(piece)
+        except TooLarge:
+            self._end_undecodable(
+                f"the {encoding} body decodes to more than {decoder.limit} bytes "
+                "(codexfix_max_decoded_size)"
+            )
         except DecodeError as exc:
-            self._undecodable = f"the {encoding} body does not decode: {exc}"
-            self.sooner = True  # the deadline is now
-            self.log.warning("upstream %s", self._undecodable)
-            return b""
+            self._end_undecodable(f"the {encoding} body does not decode: {exc}")
+        return out
+
+    def _end_undecodable(self, why: str) -> None:
+        self._decoder = None
+        self._undecodable = why
+        self.sooner = True  # the deadline is now
+        self.log.warning("upstream %s: ending the stream", why)
 
     def _keep_upstream(self, data: bytes) -> None:
         self.upstream.add(data)
@@ -159,6 +176,10 @@ class FlowStream(ManagedStream):
                 self.capture.append_client(out)
         return [out]
 
+    @property
+    def raw(self) -> bool:
+        return self._broken or self.fixer.passthrough
+
     def deadline(self) -> float | None:
         if self._undecodable is not None:
             return 0.0  # now: end the client's stream, cancel the upstream
@@ -172,7 +193,11 @@ class FlowStream(ManagedStream):
         self._cause = UpstreamBroken(message)
 
     def expired(self, now: float) -> None:
+        self._cause = self.fixer.expiry_cause(now)
+
+    def _end_cause(self) -> EndCause:
+        # An undecodable body wins, whether the shim ended the stream for it or the
+        # upstream's own end (or break) came first.
         if self._undecodable is not None:
-            self._cause = UpstreamBroken(self._undecodable)
-        else:
-            self._cause = self.fixer.expiry_cause(now)
+            return UpstreamBroken(self._undecodable)
+        return self._cause
