@@ -2,46 +2,16 @@
 
 mitmproxy runs this file as a module and puts its folder on sys.path, so the sibling
 package `codexfix` imports normally. A hot reload re-executes only this file, so the
-package's modules are reloaded here, leaves first; the old addon's `done()` has already
-removed the HttpStream patch and the new one's `running()` installs it again.
+package's modules are loaded afresh here; the old addon's `done()` has already removed
+the HttpStream patch and the new one's `running()` installs it again.
 """
 
-import importlib
 import sys
 
-_MODULES = (
-    "codexfix.sse",
-    "codexfix.reading",
-    "codexfix.report",
-    "codexfix.decoding",
-    "codexfix.capture",
-    "codexfix.failures",
-    "codexfix.coercion",
-    "codexfix.models.base",
-    "codexfix.models.responses",
-    "codexfix.models.chat",
-    "codexfix.models.anthropic",
-    "codexfix.dialects",
-    "codexfix.dialects.base",
-    "codexfix.dialects.responses",
-    "codexfix.dialects.chat",
-    "codexfix.dialects.anthropic",
-    "codexfix.reassembly",
-    "codexfix.fixer",
-    "codexfix",
-    "codexfix.mitm.shim",
-    "codexfix.mitm.scope",
-    "codexfix.mitm.stream",
-    "codexfix.mitm.contentview",
-    "codexfix.mitm.addon",
-    "codexfix.mitm.websocket",
-)
-
-for _name in _MODULES:
-    if _name in sys.modules:
-        importlib.reload(sys.modules[_name])
-    else:
-        importlib.import_module(_name)
+# A hot reload: forget every module of the package, so that the imports below load the
+# current code, each module after the ones it imports (no list to keep up to date).
+for _name in [name for name in sys.modules if name.partition(".")[0] == "codexfix"]:
+    del sys.modules[_name]
 
 from codexfix.mitm.addon import CodexFix  # noqa: E402
 from codexfix.mitm.contentview import SSEView  # noqa: E402

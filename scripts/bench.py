@@ -61,18 +61,15 @@ from typing import Any
 import httpx
 from mitmproxy.version import VERSION
 
+from codexfix import Limits, StreamFixer, UpstreamEnded
+from codexfix.models.responses import RESPONSES_EVENT
+from codexfix.sse import SSEFramer
+from codexfix.testing.backend import MockBackend
+from codexfix.testing.bodies import split_bytes
+from codexfix.testing.mitmdump import Mitmdump
+from codexfix.testing.scenario import Scenario
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-for _path in (REPO_ROOT / "addon", REPO_ROOT / "tests", REPO_ROOT / "scripts"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from codexfix import Limits, StreamFixer, UpstreamEnded  # noqa: E402
-from codexfix.models.responses import RESPONSES_EVENT  # noqa: E402
-from codexfix.sse import SSEFramer  # noqa: E402
-
-from harness import Mitmdump  # noqa: E402
-from mock_backend import MockBackend, Scenario, split_bytes  # noqa: E402
-
 TRANSCRIPTS = REPO_ROOT / "tests/fixtures/real/responses"
 PROXY_TRANSCRIPT = TRANSCRIPTS / "codex-backend-gpt5-reasoning-summary-long.sse"
 ADDON_SCRIPT = REPO_ROOT / "addon/codex_fix.py"

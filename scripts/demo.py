@@ -4,29 +4,29 @@
     python scripts/demo.py deltas-only             # codex exec through codex-fix
     python scripts/demo.py deltas-only --without-fix   # the same through plain mitmdump
 
-Starts the mock backend (scripts/mock_backend.py) playing the chosen fault, mitmdump in
-reverse mode on 127.0.0.1 (with addon/codex_fix.py, or plain), and `codex exec` with a
-custom provider pointing at the proxy, in a throwaway CODEX_HOME (tests/codex_cli.py:
-offline settings, stdin /dev/null, a time limit). Prints what the user sees and what
-codex-fix logged. Needs the pinned Codex CLI: `scripts/test` installs it with npm into
-tests/codex/node_modules.
+Starts the mock backend (codexfix.testing.backend) playing the chosen fault
+(codexfix.testing.faults), mitmdump in reverse mode on 127.0.0.1 (with addon/codex_fix.py,
+or plain), and `codex exec` with a custom provider pointing at the proxy, in a throwaway
+CODEX_HOME (codexfix.testing.codex: offline settings, stdin /dev/null, a time limit).
+Prints what the user sees and what codex-fix logged. Needs the pinned Codex CLI:
+`scripts/test` installs it with npm into tests/codex/node_modules.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from codexfix.testing import codex
+from codexfix.testing.faults import SequenceBackend, codex_faults
+from codexfix.testing.mitmdump import Mitmdump
 
-import codex_cli  # noqa: E402
-from faults import SequenceBackend, codex_faults  # noqa: E402
-from harness import Mitmdump  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+# The pinned Codex CLI, as the tests install it (`@openai/codex` in tests/codex).
+PINNED = codex.npm_clis(ROOT / "tests" / "codex")[0]
 
 # Short codex-fix timeouts, so that a stall or a silent upstream ends within seconds.
 OPTIONS = {
@@ -78,13 +78,13 @@ def run(scenario: str, with_fix: bool, retries: int, timeout: float) -> int:
             log_path=Path(tmp) / "mitmdump.log",
         ).start()
         try:
-            config = codex_cli.provider_config(
+            config = codex.provider_config(
                 f"{proxy.url}/s/{scenario}/v1", stream_max_retries=retries
             )
-            home = codex_cli.make_home(Path(tmp) / "codex-home", config)
+            home = codex.make_home(Path(tmp) / "codex-home", config)
             print(f"proxy:    {label}, {proxy.url} -> mock backend {backend.http_url}")
-            print(f"running:  codex {' '.join(codex_cli.EXEC_ARGS)} 'Say hello'")
-            result = codex_cli.run_codex(home, env={}, timeout=timeout)
+            print(f"running:  codex {' '.join(codex.EXEC_ARGS)} 'Say hello'")
+            result = codex.run_codex(home, env={}, timeout=timeout, cli=PINNED)
             time.sleep(0.5)  # codex-fix writes a stream's summary as the flow ends
         finally:
             proxy.stop()
@@ -92,7 +92,7 @@ def run(scenario: str, with_fix: bool, retries: int, timeout: float) -> int:
     return 0
 
 
-def report(result: codex_cli.CodexResult, requests: int, log: str, timeout: float) -> None:
+def report(result: codex.CodexResult, requests: int, log: str, timeout: float) -> None:
     if result.returncode is None:
         print(f"codex exit code: none: still running after {timeout:g}s, killed (a hang)")
     else:
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, fault in codex_faults().items():
             print(f"{name:22} {fault.description}")
         return 0
-    if not codex_cli.installed():
-        print(f"Codex CLI not found at {codex_cli.CODEX_BIN}: run scripts/test once (npm ci)")
+    if not PINNED.installed():
+        print(f"Codex CLI not found at {PINNED.bin}: run scripts/test once (npm ci)")
         return 2
     return run(args.scenario, not args.without_fix, args.retries, args.timeout)
 

@@ -4,21 +4,20 @@
     python scripts/fault_matrix.py --timeout 5
     python scripts/fault_matrix.py --codex    # the same for the real Codex CLI
 
-Starts the mock backend (scripts/mock_backend.py) and two real mitmdump processes in
+Starts the mock backend (codexfix.testing.backend) and two real mitmdump processes in
 reverse mode on 127.0.0.1: one plain (today's baseline), one with addon/codex_fix.py.
-For every fault of scripts/faults.py, httpx (HTTP/1.1) and openai-python's raw
+For every fault of codexfix.testing.faults, httpx (HTTP/1.1) and openai-python's raw
 `responses.create(stream=True)` iteration read the stream; the table shows how the
-body ended and how the stream ended. With `--codex`, `codex exec` (tests/codex_cli.py:
+body ended and how the stream ended. With `--codex`, `codex exec` (codexfix.testing.codex:
 the pinned Codex CLI, a custom provider, one stream retry, no request retry) runs once per
-Codex fault (scripts/faults.py `codex_faults`) straight at the mock, through plain
-mitmdump and through codex-fix; the table shows its exit code, its answer on stdout, the
-requests the mock received and its last `ERROR:` line.
+Codex fault (`codex_faults`) straight at the mock, through plain mitmdump and through
+codex-fix; the table shows its exit code, its answer on stdout, the requests the mock
+received and its last `ERROR:` line.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,20 +25,21 @@ from pathlib import Path
 import httpx
 import openai
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-import codex_cli  # noqa: E402
-from faults import (  # noqa: E402
-    TRANSCRIPT_PATH,
+from codexfix.testing import codex
+from codexfix.testing.backend import MockBackend
+from codexfix.testing.bodies import CODEX_TRANSCRIPT, sse_events
+from codexfix.testing.faults import (
     CodexFault,
     SequenceBackend,
     codex_faults,
     responses_faults,
     streamed_text,
 )
-from harness import Mitmdump  # noqa: E402
-from mock_backend import MockBackend, sse_events  # noqa: E402
+from codexfix.testing.mitmdump import Mitmdump, with_and_without
+
+ROOT = Path(__file__).resolve().parent.parent
+# The pinned Codex CLI, as the tests install it (`@openai/codex` in tests/codex).
+PINNED = codex.npm_clis(ROOT / "tests" / "codex")[0]
 
 OPTIONS = {
     "codexfix_idle_timeout": "2",
@@ -104,21 +104,13 @@ def run(timeout: float) -> list[tuple[str, str, str, str, str]]:
         tempfile.TemporaryDirectory() as tmp,
         MockBackend({name: fault.scenario for name, fault in faults.items()}) as backend,
     ):
-        proxies = {
-            label: Mitmdump(
-                (),
-                mode=f"reverse:{backend.http_url}",
-                confdir=Path(tmp) / label / "conf",
-                script=script,
-                options=OPTIONS if script else {},
-                log_path=Path(tmp) / label / "mitmdump.log",
-            ).start()
-            for label, script in (("plain", None), ("fixed", ROOT / "addon/codex_fix.py"))
-        }
+        proxies = with_and_without(
+            f"reverse:{backend.http_url}", Path(tmp), ROOT / "addon/codex_fix.py", OPTIONS
+        )
         try:
             for name, fault in faults.items():
                 row: list[str] = [fault.description]
-                for label in ("plain", "fixed"):
+                for label in ("plain", "codex-fix"):
                     base = f"{proxies[label].url}/s/{name}"
                     row.append(httpx_outcome(f"{base}/v1/responses", timeout))
                     row.append(openai_outcome(f"{base}/v1", timeout))
@@ -137,11 +129,11 @@ def markdown(rows: list[tuple[str, str, str, str, str]]) -> str:
     return header + "".join("| " + " | ".join(row) + " |\n" for row in rows)
 
 
-def codex_outcome(result: codex_cli.CodexResult, requests: int, timeout: float) -> str:
+def codex_outcome(result: codex.CodexResult, requests: int, timeout: float) -> str:
     """What the user of `codex exec` sees, in one cell."""
     if result.returncode is None:
         return f"**hang**: killed after {timeout:g}s, {requests} req."
-    answer = streamed_text(sse_events(TRANSCRIPT_PATH.read_bytes()))
+    answer = streamed_text(sse_events(CODEX_TRANSCRIPT.read_bytes()))
     printed = "answer printed" if result.stdout.strip() == answer else "**no answer**"
     cell = f"exit {result.returncode} after {result.duration:.1f}s, {printed}, {requests} req."
     if result.errors:
@@ -170,9 +162,9 @@ def codex_column(
         try:
             base = proxy.url if proxy else backend.http_url
             for name in faults:
-                config = codex_cli.provider_config(f"{base}/s/{name}/v1", stream_max_retries=1)
-                home = codex_cli.make_home(tmp / target / name, config)
-                result = codex_cli.run_codex(home, timeout=timeout)
+                config = codex.provider_config(f"{base}/s/{name}/v1", stream_max_retries=1)
+                home = codex.make_home(tmp / target / name, config)
+                result = codex.run_codex(home, timeout=timeout, cli=PINNED)
                 cells.append(codex_outcome(result, len(backend.requests_for(name)), timeout))
         finally:
             if proxy:
@@ -203,8 +195,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.codex:
-        if not codex_cli.installed():
-            print(f"Codex CLI not found at {codex_cli.CODEX_BIN}: run scripts/test once")
+        if not PINNED.installed():
+            print(f"Codex CLI not found at {PINNED.bin}: run scripts/test once")
             return 2
         print(codex_markdown(max(args.timeout, 20.0)))
         return 0

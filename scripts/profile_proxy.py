@@ -39,12 +39,11 @@ from typing import Any
 import httpx
 from mitmproxy.version import VERSION
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-for _path in (REPO_ROOT / "addon", REPO_ROOT / "tests", REPO_ROOT / "scripts"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from codexfix.testing.backend import MockBackend
+from codexfix.testing.mitmdump import Mitmdump, mitmdump_executable
 
-from bench import (  # noqa: E402
+# Run as a script, this file's folder is on sys.path: scripts/bench.py imports as `bench`.
+from bench import (
     ADDON_SCRIPT,
     BACKEND_PART,
     PROXY_TRANSCRIPT,
@@ -55,8 +54,6 @@ from bench import (  # noqa: E402
     proxy_setting,
     traffic_url,
 )
-from harness import Mitmdump, mitmdump_executable  # noqa: E402
-from mock_backend import MockBackend  # noqa: E402
 
 SETTLE = 1.0  # seconds after the traffic: the shim's pending wake-ups fire (<= 0.25 s)
 DUMP_TIMEOUT = 30.0

@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import sys
 import time
 from pathlib import Path
 from typing import BinaryIO
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT / "addon") not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT / "addon"))
+from codexfix.capture import RecordError, read_record
+from codexfix.failures import EndCause, UpstreamBroken, UpstreamEnded, UpstreamIdle
+from codexfix.fixer import Limits, StreamFixer
+from codexfix.protocols import Protocol
+from codexfix.reassembly import detect_protocol
 
-from codexfix.failures import EndCause, UpstreamBroken, UpstreamEnded, UpstreamIdle  # noqa: E402
-from codexfix.fixer import PROTOCOLS, Limits, StreamFixer  # noqa: E402
-from codexfix.reassembly import detect_protocol  # noqa: E402
-
-KNOWN_PROTOCOLS = ("responses", "chat", "anthropic")
+PROTOCOLS = [str(protocol) for protocol in Protocol]
 CAPTURE_SUFFIXES = (".upstream.sse", ".client.sse")
 
 
@@ -43,14 +40,12 @@ def guess_protocol(path: Path, data: bytes) -> str | None:
         if path.name.endswith(suffix):
             record = path.with_name(path.name.removesuffix(suffix) + ".json")
             try:
-                fields = json.loads(record.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                return read_record(record).protocol
+            except RecordError as exc:
+                print(f"replay: protocol not from {record.name}: {exc}", file=sys.stderr)
                 break
-            protocol = fields.get("protocol") if isinstance(fields, dict) else None
-            if isinstance(protocol, str):
-                return protocol
     for part in reversed(path.resolve().parent.parts):
-        if part in KNOWN_PROTOCOLS:
+        if part in PROTOCOLS:
             return part
     return detect_protocol(data)
 
@@ -121,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file", type=Path, help="an SSE body: transcript or capture .sse")
     parser.add_argument(
         "--protocol",
-        choices=KNOWN_PROTOCOLS,
+        choices=PROTOCOLS,
         help="default: from a capture's record, a folder named for it, or the events",
     )
     parser.add_argument("--cut-at", type=int, metavar="N", help="the upstream breaks after N bytes")

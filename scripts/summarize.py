@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Summarize a codex-fix capture directory: one row per captured flow, then totals.
 
-Reads every `<stem>.json` record that `codexfix_capture_dir` collected (schema version
-1, see addon/codexfix/capture.py) and prints, sorted by time: start (UTC), model,
-outcome, repairs, input/output tokens and duration; then the number of flows, the
-flows per outcome and per repair, and the token totals. Files that are not readable
-records are skipped with a warning on stderr.
+Reads every `<stem>.json` record that `codexfix_capture_dir` collected, through the
+record's own model (`codexfix.capture.FlowRecord`), and prints, sorted by time: start
+(UTC), model, outcome, repairs, input/output tokens and duration; then the number of
+flows, the flows per outcome and per repair, and the token totals. Files that are not
+valid records are skipped with the reason on stderr.
 
     python scripts/summarize.py ~/codexfix-captures
     python scripts/summarize.py ~/codexfix-captures --json
@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-VERSION = 1
+from codexfix.capture import RecordError, read_record
+from codexfix.report import Usage
 
 
 @dataclass(frozen=True)
@@ -40,29 +41,21 @@ class Row:
 
 
 def load(path: Path) -> Row:
-    """One record as a row; ValueError (with the reason) if it is not a record."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"unreadable: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(record, dict) or record.get("version") != VERSION:
-        raise ValueError(f"not a codex-fix capture record (version {VERSION})")
-    usage, timings = _dict(record.get("usage")), _dict(record.get("timings"))
-    duration = timings.get("duration_s")
+    """One record as a row; RecordError (with the reason) if it is not a valid record."""
+    record = read_record(path)
+    usage = record.usage or Usage()
     return Row(
         file=path.name,
-        started=str(record.get("started") or ""),
-        model=str(record.get("model") or "-"),
-        outcome=str(record.get("outcome") or "-"),
-        repairs=[str(r) for r in _list(record.get("repairs"))],
-        warnings=len(_list(record.get("warnings"))),
-        input_tokens=_int(usage.get("input_tokens")),
-        cached_tokens=_int(usage.get("cached_tokens")),
-        output_tokens=_int(usage.get("output_tokens")),
-        reasoning_tokens=_int(usage.get("reasoning_tokens")),
-        duration_s=float(duration) if isinstance(duration, int | float) else None,
+        started=record.started,
+        model=record.model or "-",
+        outcome=record.outcome or "-",
+        repairs=record.repairs,
+        warnings=len(record.warnings),
+        input_tokens=usage.input_tokens,
+        cached_tokens=usage.cached_tokens,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        duration_s=record.timings.duration_s,
     )
 
 
@@ -72,7 +65,7 @@ def collect(directory: Path) -> tuple[list[Row], list[str]]:
     for path in sorted(directory.glob("*.json")):
         try:
             rows.append(load(path))
-        except ValueError as exc:
+        except RecordError as exc:
             skipped.append(f"{path.name}: {exc}")
     rows.sort(key=lambda row: (row.started, row.file))
     return rows, skipped
@@ -154,18 +147,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {n}" for name, n in counts.items())
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 if __name__ == "__main__":

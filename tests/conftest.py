@@ -1,69 +1,79 @@
-"""Shared pytest fixtures: the scenario-playing mock backend and mitmdump.
+"""Shared fixtures: the mock backend, the module's mitmdump proxies, the Codex CLIs.
 
-``scripts/`` is not a package, so its directory is put on ``sys.path`` here
-to make ``import mock_backend`` work from any test module.
+An end-to-end module gets a `backend` (a `MockBackend` playing the module's `scenarios`)
+and `proxies` (one mitmdump with codex-fix per `proxy_modes` entry, with `proxy_options`),
+all started once for the module. A module changes what they play or how they run by
+overriding `scenarios`, `proxy_modes`, `proxy_options` or `backend` itself.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS_DIR = REPO_ROOT / "scripts"
-TESTS_DIR = Path(__file__).resolve().parent
-for _path in (SCRIPTS_DIR, TESTS_DIR):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from codexfix.testing.backend import MockBackend
+from codexfix.testing.codex import CodexCli
+from codexfix.testing.mitmdump import Mitmdump
+from codexfix.testing.scenario import Scenario
 
-from harness import Mitmdump  # noqa: E402
-from mock_backend import MockBackend  # noqa: E402
-
-MitmdumpFactory = Callable[..., Mitmdump]
+from support.codex import VERSIONS
+from support.harness import E2E_OPTIONS, mitmdump
 
 
 @pytest.fixture
 def mock_backend() -> Iterator[MockBackend]:
-    """A started MockBackend with no scenarios (tests add their own)."""
+    """A started MockBackend of its own with no scenarios (the test adds its own)."""
     with MockBackend() as backend:
         yield backend
 
 
-@pytest.fixture
-def mitmdump_factory(tmp_path: Path) -> Iterator[MitmdumpFactory]:
-    """Start mitmdump instances in ``tmp_path``; all are stopped at teardown.
+@pytest.fixture(scope="module")
+def scenarios() -> Mapping[str, Scenario]:
+    """What the module's `backend` plays, by name."""
+    return {}
 
-    Call as ``mitmdump_factory(mode="reverse:http://...", script=..., options={...})``;
-    ``confdir`` and ``log_path`` default to fresh directories under ``tmp_path``.
-    """
-    started: list[Mitmdump] = []
 
-    def factory(
-        args: Sequence[str] = (),
-        *,
-        mode: str,
-        script: Path | None = None,
-        options: Mapping[str, str] | None = None,
-        confdir: Path | None = None,
-        log_path: Path | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> Mitmdump:
-        n = len(started)
-        proxy = Mitmdump(
-            args,
-            mode=mode,
-            confdir=confdir or tmp_path / f"mitm{n}" / "conf",
-            script=script,
-            options=options,
-            log_path=log_path or tmp_path / f"mitm{n}" / "mitmdump.log",
-            env=env,
-        )
-        started.append(proxy)
-        return proxy.start()
+@pytest.fixture(scope="module")
+def backend(scenarios: Mapping[str, Scenario]) -> Iterator[MockBackend]:
+    """The module's mock backend."""
+    with MockBackend(scenarios) as mock:
+        yield mock
 
-    yield factory
-    for proxy in reversed(started):
-        proxy.stop()
+
+@pytest.fixture(scope="module")
+def proxy_modes(backend: MockBackend) -> dict[str, str]:
+    """The module's proxies by name: reverse proxies to the mock's HTTP/1.1 port ("h1")
+    and to its TLS port ("h2": HTTP/2 when the client speaks it to mitmproxy)."""
+    return {"h1": f"reverse:{backend.http_url}", "h2": f"reverse:{backend.https_url}"}
+
+
+@pytest.fixture(scope="module")
+def proxy_options() -> Mapping[str, str]:
+    """The options of the module's proxies."""
+    return E2E_OPTIONS
+
+
+@pytest.fixture(scope="module")
+def proxies(
+    proxy_modes: dict[str, str],
+    proxy_options: Mapping[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Mitmdump]]:
+    """One mitmdump with codex-fix per `proxy_modes` entry, each in its own folder."""
+    with ExitStack() as stack:
+        started = {}
+        for name, mode in proxy_modes.items():
+            directory = tmp_path_factory.mktemp(f"mitmdump-{name}")
+            started[name] = stack.enter_context(mitmdump(directory, mode, options=proxy_options))
+        yield started
+
+
+@pytest.fixture(scope="module", params=VERSIONS, ids=lambda cli: cli.test_id)
+def cli(request: pytest.FixtureRequest) -> CodexCli:
+    """Each Codex CLI version in turn (a module's tests are grouped by it)."""
+    cli: CodexCli = request.param
+    if not cli.installed():
+        pytest.skip(f"Codex CLI {cli.version} not installed in {cli.bin} (scripts/test)")
+    return cli

@@ -14,15 +14,16 @@ from contextlib import contextmanager
 import brotli  # type: ignore[import-untyped]
 import pytest
 from mitmproxy import ctx, exceptions, http
+from mitmproxy import flow as mflow
 from mitmproxy.proxy.layers.http import HttpStream
 from mitmproxy.test import taddons, tflow
 
 from codexfix.mitm import shim
 from codexfix.mitm.addon import CodexFix
 from codexfix.mitm.stream import FlowStream
+from codexfix.testing.bodies import compressed
 
-from mock_backend import compressed
-from transcripts import events, read
+from support.transcripts import events, read
 
 CODEX_URL = "https://chatgpt.com/backend-api/codex/responses"
 
@@ -214,7 +215,7 @@ def test_compressed_sse_is_decoded_incrementally(
         out = b"".join(b"".join(stream(encoded[i : i + 7])) for i in range(0, len(encoded), 7))
         out += b"".join(stream(b""))
         assert out == body
-        assert stream.fixer.report.outcome == "completed"
+        assert str(stream.fixer.report.outcome) == "completed"
 
 
 def test_an_undecodable_body_ends_the_stream_with_an_injected_failure() -> None:
@@ -385,3 +386,46 @@ def test_the_summary_line_escapes_what_the_upstream_named_its_model(
     assert "\n" not in line and "\x1b" not in line
     assert "model=m\\n[00000000] summary: forged \\x1b[31m \\ud83d " in line
     line.encode("utf-8")  # a UTF-8 log can write it
+
+
+def test_the_header_timeout_answer_names_the_requested_model_and_numbers_its_events() -> None:
+    # The AI SDK's schemas require `model` on response.created and `sequence_number` on
+    # response.failed (issue 13): the model is the request's, read only now.
+    with configured(codexfix_header_timeout="5") as addon:
+        flow = flow_for(accept="text/event-stream")
+        flow.request.content = json.dumps({"model": "gpt-5-codex", "stream": True}).encode()
+        addon.requestheaders(flow)
+        addon.request(flow)
+        response = addon._no_headers_response(flow, timeout=5.0)
+    created, failed, done = events(response.content or b"")
+    assert created["response"]["model"] == "gpt-5-codex" and done == "[DONE]"
+    assert (created["sequence_number"], failed["sequence_number"]) == (0, 1)
+    assert failed["response"]["model"] == "gpt-5-codex"
+
+
+def _ended_by_client(body: bytes) -> tuple[str, str]:
+    """The summary line and stats of a stream the client left after `body`."""
+    with configured() as addon:
+        flow = flow_for(accept="text/event-stream")
+        assert streamed(addon, flow, sse_response())
+        stream = flow.response.stream
+        assert isinstance(stream, FlowStream)
+        stream(body)
+        flow.error = mflow.Error("Client disconnected.")
+        addon.error(flow)
+        summary = stream.fixer.report
+        return str(summary.outcome), addon.stats_command()
+
+
+def test_a_client_leaving_after_the_terminal_reports_the_terminals_outcome() -> None:
+    # The Codex CLI disconnects as soon as response.completed arrives.
+    outcome, stats = _ended_by_client(read("codex-backend-gpt5-text.sse"))
+    assert outcome == "completed"
+    assert "outcome completed: 1" in stats.splitlines()
+
+
+def test_a_client_leaving_mid_stream_reports_the_stream_aborted() -> None:
+    body = read("codex-backend-gpt5-text.sse")
+    outcome, stats = _ended_by_client(body[: body.index(b"event: response.completed")])
+    assert outcome == "aborted: Client disconnected."
+    assert "outcome aborted: 1" in stats.splitlines()

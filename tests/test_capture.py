@@ -14,11 +14,17 @@ import pytest
 
 from codexfix import Limits, StreamFixer, UpstreamBroken
 from codexfix.capture import (
-    MAX_DECODED_BODY,
-    REDACTED,
     Capture,
     FlowFacts,
+    FlowRecord,
+    build_record,
     capture_stem,
+    read_record,
+)
+from codexfix.capture.record import FilesRecord
+from codexfix.capture.redact import (
+    MAX_DECODED_BODY,
+    REDACTED,
     is_secret_name,
     redact_body,
     redact_headers,
@@ -26,10 +32,10 @@ from codexfix.capture import (
     redact_url,
 )
 from codexfix.decoding import decode_body
-from codexfix.report import Usage
+from codexfix.report import StreamReport, Usage
+from codexfix.testing.bodies import compressed
 
-from mock_backend import compressed
-from transcripts import FIXTURES, chunked
+from support.transcripts import FIXTURES, chunked
 
 TRANSCRIPT = FIXTURES / "responses" / "codex-backend-gpt5-text.sse"
 STARTED = 1758750000.123456  # 2025-09-24T21:40:00.123456Z
@@ -133,7 +139,6 @@ def facts(body: bytes, encoding: str | None = None) -> FlowFacts:
         http_version="HTTP/1.1",
         request_headers=headers,
         request_body=body,
-        protocol="responses",
         response_status=200,
         response_headers=[
             ("content-type", "text/event-stream"),
@@ -141,16 +146,28 @@ def facts(body: bytes, encoding: str | None = None) -> FlowFacts:
         ],
         duration_s=1.25,
         ttfb_s=0.5,
-        outcome="completed",
-        model="gpt-5-2025-08-07",
+    )
+
+
+def report() -> StreamReport:
+    return StreamReport(
+        protocol="responses",
         events=19,
         bytes_in=10,
         bytes_out=10,
+        model="gpt-5-2025-08-07",
         repairs=["output"],
-        warnings=[f"coercion failed: excerpt b'Authorization: Bearer {CANARIES['warning']}'"],
-        notes=[f"upstream said api_key={CANARIES['note']}"],
+        warnings=1,
         usage=Usage(2239, 2176, 15, 0),
+        notes=[f"upstream said api_key={CANARIES['note']}"],
     )
+
+
+def close(capture: Capture, flow: FlowFacts) -> Path | None:
+    """As the addon ends a flow: its facts, its stream's report, the summary's outcome and
+    the warning lines logged."""
+    warning = f"coercion failed: excerpt b'Authorization: Bearer {CANARIES['warning']}'"
+    return capture.close(flow, report(), outcome="completed", warnings=[warning])
 
 
 def zstd_stream(data: bytes) -> bytes:
@@ -178,7 +195,7 @@ def test_no_canary_reaches_any_file_or_log_line(
     capture = Capture(tmp_path / "captures", STARTED, "0a1b2c3d-flow")
     capture.append_upstream(transcript)
     capture.append_client(transcript)
-    path = capture.close(facts(encode(raw), encoding))
+    path = close(capture, facts(encode(raw), encoding))
     assert path is not None
 
     written = {p.name: p.read_bytes() for p in (tmp_path / "captures").iterdir()}
@@ -215,7 +232,7 @@ def test_the_record_schema(tmp_path: Path) -> None:
     capture = Capture(tmp_path, STARTED, "0a1b2c3d-4e5f")
     capture.append_upstream(b"data: 1\n\n")
     capture.append_client(b"data: 1\n\n")
-    path = capture.close(facts(b'{"model": "gpt-5"}'))
+    path = close(capture, facts(b'{"model": "gpt-5"}'))
     stem = "20250924T214000.123456Z-0a1b2c3d"
     assert path == tmp_path / f"{stem}.json"
     record = json.loads(path.read_text())
@@ -253,6 +270,64 @@ def test_the_record_schema(tmp_path: Path) -> None:
     assert record["files"] == {"upstream": f"{stem}.upstream.sse", "client": f"{stem}.client.sse"}
 
 
+def test_a_record_reads_back_as_the_model_it_was_written_from(tmp_path: Path) -> None:
+    deep: object = "bottom"
+    for _ in range(150):  # 300 levels: deeper than pydantic's JSON parser goes
+        deep = {"input": [deep]}
+    body = {"model": "gpt-5", "seed": 10**30, "deep": deep}
+    flow = facts(json.dumps(body).encode())
+    capture = Capture(tmp_path, STARTED, "0a1b2c3d-4e5f")
+    capture.append_client(b"data: 1\n\n")
+    path = close(capture, flow)
+    assert path is not None
+    record = read_record(path)
+    warning = f"coercion failed: excerpt b'Authorization: Bearer {REDACTED}'"
+    assert record == build_record(
+        flow,
+        report(),
+        flow_id="0a1b2c3d-4e5f",
+        started=STARTED,
+        files=FilesRecord(client=capture.path("client.sse").name),
+        outcome="completed",
+        warnings=[warning.replace(REDACTED, CANARIES["warning"])],
+    )
+    assert record.request.body == body
+    assert record.warnings == [warning] and record.usage == Usage(2239, 2176, 15, 0)
+    assert record.to_json() == path.read_text(encoding="utf-8")  # written as it reads
+
+
+def test_a_record_as_written_before_the_model_still_reads() -> None:
+    written = {
+        "version": 1,
+        "flow_id": "0a1b2c3d",
+        "started": "2025-09-24T21:40:00.123456+00:00",
+        "request": {
+            "method": "POST",
+            "url": "https://chatgpt.com/backend-api/codex/responses",
+            "http_version": "HTTP/2.0",
+            "headers": [["authorization", f"Bearer {REDACTED}"]],
+            "body": {"model": "gpt-5"},
+        },
+        "response": {"status": 200, "headers": []},
+        "protocol": "responses",
+        "timings": {"duration_s": 3, "ttfb_s": None},
+        "outcome": "completed",
+        "model": "gpt-5",
+        "events": 19,
+        "bytes_in": 10,
+        "bytes_out": 10,
+        "repairs": [],
+        "warnings": [],
+        "notes": [],
+        "usage": {"input_tokens": 1, "cached_tokens": 0, "output_tokens": 2, "reasoning_tokens": 0},
+        "files": {"upstream": "x.upstream.sse", "client": None},
+    }
+    record = FlowRecord.model_validate(written)
+    assert record.request.headers == [("authorization", f"Bearer {REDACTED}")]
+    assert record.timings.duration_s == 3.0 and record.usage == Usage(1, 0, 2, 0)
+    assert json.loads(record.to_json()) == written
+
+
 def test_stems_sort_by_time() -> None:
     stems = [capture_stem(STARTED + dt, "ffffffff") for dt in (0, 0.5, 9, 3600 * 30)]
     assert stems == sorted(stems)
@@ -273,7 +348,7 @@ def test_stream_files_are_byte_exact_whatever_the_chunking(tmp_path: Path) -> No
     end = fixer.finish(UpstreamBroken("reset"))
     capture.append_client(end)
     client += end
-    capture.close(FlowFacts("POST", "http://h/v1/responses", "HTTP/1.1", [], None, "responses"))
+    capture.close(FlowFacts("POST", "http://h/v1/responses", "HTTP/1.1", [], None), fixer.report)
     assert capture.path("upstream.sse").read_bytes() == upstream
     assert capture.path("client.sse").read_bytes() == client
     assert b"response.failed" in client
@@ -282,7 +357,9 @@ def test_stream_files_are_byte_exact_whatever_the_chunking(tmp_path: Path) -> No
 def test_a_flow_without_bytes_leaves_only_its_record(tmp_path: Path) -> None:
     capture = Capture(tmp_path, STARTED, "0a1b2c3d")
     capture.append_upstream(b"")
-    path = capture.close(FlowFacts("GET", "http://h/", "HTTP/2.0", [], None, "responses"))
+    path = capture.close(
+        FlowFacts("GET", "http://h/", "HTTP/2.0", [], None), StreamReport("responses")
+    )
     assert path is not None and [p.name for p in tmp_path.iterdir()] == [path.name]
     record = json.loads(path.read_text())
     assert record["files"] == {"upstream": None, "client": None}
@@ -300,7 +377,7 @@ def test_a_write_error_stops_the_capture_once_and_never_raises(
         capture.append_upstream(big)
         capture.append_client(big)
         capture.append_upstream(big)
-        assert capture.close(facts(b"{}")) is None
+        assert close(capture, facts(b"{}")) is None
     assert capture.failed
     assert [r.getMessage() for r in caplog.records] == [
         f"capture {capture.stem} stopped: [Errno 28] No space left on device"
@@ -318,7 +395,7 @@ def test_an_unusable_directory_never_raises(
     with caplog.at_level(logging.WARNING, logger="codexfix"):
         capture.append_upstream(b"data: 1\n\n")
         capture.append_client(b"data: 1\n\n")
-        assert capture.close(facts(b"{}")) is None
+        assert close(capture, facts(b"{}")) is None
     assert len(caplog.records) == 1 and "stopped" in caplog.records[0].getMessage()
 
 
@@ -412,17 +489,18 @@ def test_odd_bytes_anywhere_are_escaped_and_secrets_still_redacted(tmp_path: Pat
             ("content-type", "application/json"),
         ],
         request_body=json.dumps(body).encode(),
-        protocol="responses",
         response_status=200,
         response_headers=[("x-resp", odd(b"\x80")), ("set-cookie", odd(b"s=\xff" + b"x" * 20))],
-        outcome="injected: truncated (upstream said \ud83d)",
-        model="gpt-5\udcff",
-        warnings=[f"excerpt b'\\xff' \udcff api_key={secret}"],
-        notes=["\ud800"],
     )
+    stream = StreamReport("responses", model="gpt-5\udcff", notes=["\ud800"])
     capture = Capture(tmp_path, STARTED, "0a1b2c3d")
     capture.append_upstream(b"data: \xff\x00\n\n")
-    path = capture.close(facts)
+    path = capture.close(
+        facts,
+        stream,
+        outcome="injected: truncated (upstream said \ud83d)",
+        warnings=[f"excerpt b'\\xff' \udcff api_key={secret}"],
+    )
     assert path is not None  # the record is written...
     text = path.read_text(encoding="utf-8")
     assert "CANARY" not in text  # ...with every secret redacted
@@ -452,7 +530,9 @@ def test_binary_bodies_give_a_record_and_byte_exact_stream_files(tmp_path: Path)
         capture.append_upstream(piece)
         capture.append_client(piece)
     headers = [("content-type", "application/octet-stream")]
-    path = capture.close(FlowFacts("POST", "http://h/", "HTTP/1.1", headers, binary, "?"))
+    path = capture.close(
+        FlowFacts("POST", "http://h/", "HTTP/1.1", headers, binary), StreamReport("?")
+    )
     assert path is not None
     assert json.loads(path.read_text())["request"]["body"] == (
         "[1024 bytes of binary data: not kept]"

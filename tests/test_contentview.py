@@ -16,7 +16,7 @@ from codexfix import Limits, StreamFixer, UpstreamBroken
 from codexfix.mitm.contentview import SSEView
 from codexfix.reassembly import reassemble
 
-from transcripts import FIXTURES
+from support.transcripts import FIXTURES
 
 ALL = sorted(FIXTURES.glob("*/*.sse"))
 MITMPROXY_12 = hasattr(contentviews, "Contentview")
@@ -141,7 +141,7 @@ def test_repairs_and_a_differing_upstream_body(tctx: taddons.context) -> None:
     meta = info(
         "responses",
         upstream,
-        outcome=report.outcome,
+        outcome=str(report.outcome),
         repairs=["output"],
         notes=report.notes,
         warnings=["coercion failed: event x"],

@@ -18,9 +18,9 @@ from codexfix import decoding
 from codexfix.decoding import SLICE, Bounded, DecodeError, TooLarge, decode_body, decoder_for
 from codexfix.mitm import scope
 from codexfix.mitm.scope import wants_sse
+from codexfix.testing.bodies import compressed
 
-from mock_backend import compressed
-from transcripts import chunked, read
+from support.transcripts import chunked, read
 
 MB = 1024 * 1024
 ENCODINGS = ["gzip", "deflate", "zstd", "br"]

@@ -10,15 +10,19 @@ the upstream request cancelled, the second with the request forwarded as it came
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
 import pytest
 
-from harness import ADDON, E2E_OPTIONS, Mitmdump
-from mock_backend import MockBackend, Scenario, compressed, sse_events
-from transcripts import CODEX_BACKEND, events
+from codexfix.testing.backend import MockBackend
+from codexfix.testing.bodies import compressed, sse_events
+from codexfix.testing.mitmdump import Mitmdump
+from codexfix.testing.scenario import Scenario
+
+from support.harness import wait_until
+from support.transcripts import CODEX_BACKEND, events
 
 pytestmark = pytest.mark.e2e
 
@@ -43,20 +47,14 @@ def response_bomb(encoding: str) -> Scenario:
 
 
 @pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mitmdump, MockBackend]]:
-    scenarios = {e: response_bomb(e) for e in ("zstd", "gzip")}
-    scenarios["healthy"] = Scenario(headers=SSE_HEADERS, parts=tuple(FRAMES))
-    directory = tmp_path_factory.mktemp("bombs")
-    with MockBackend(scenarios) as backend:
-        mitmdump = Mitmdump(
-            mode=f"reverse:{backend.http_url}",
-            confdir=directory / "conf",
-            script=ADDON,
-            options=E2E_OPTIONS,
-            log_path=directory / "mitmdump.log",
-        )
-        with mitmdump:
-            yield mitmdump, backend
+def scenarios() -> Mapping[str, Scenario]:
+    bombs = {e: response_bomb(e) for e in ("zstd", "gzip")}
+    return {**bombs, "healthy": Scenario(headers=SSE_HEADERS, parts=tuple(FRAMES))}
+
+
+@pytest.fixture(scope="module")
+def proxy_modes(backend: MockBackend) -> dict[str, str]:
+    return {"h1": f"reverse:{backend.http_url}"}
 
 
 def peak_rss(proxy: Mitmdump) -> int:
@@ -67,20 +65,11 @@ def peak_rss(proxy: Mitmdump) -> int:
     return int(line.split()[1]) * 1024  # in kB
 
 
-def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.parametrize("encoding", ["zstd", "gzip"])
 def test_a_response_bomb_ends_in_the_injected_failure_with_bounded_memory(
-    proxy: tuple[Mitmdump, MockBackend], encoding: str
+    proxies: dict[str, Mitmdump], backend: MockBackend, encoding: str
 ) -> None:
-    mitmdump, backend = proxy
+    mitmdump = proxies["h1"]
     started = time.monotonic()
     with (
         httpx.Client(timeout=30.0) as client,
@@ -109,16 +98,17 @@ def test_a_response_bomb_ends_in_the_injected_failure_with_bounded_memory(
     assert why in failed["response"]["error"]["message"]
 
     request = backend.requests_for(encoding)[-1]
-    assert wait_until(lambda: request.abandoned, 10.0), "the upstream request was not cancelled"
+    wait_until(lambda: request.abandoned, "the upstream request was not cancelled", 10.0)
     assert mitmdump.log_text().count(f"{why}: ending the stream") == 1
     assert peak_rss(mitmdump) < PEAK_RSS_BOUND, peak_rss(mitmdump)
     assert elapsed < 30.0
 
 
 def test_a_request_bomb_is_forwarded_with_bounded_memory(
-    proxy: tuple[Mitmdump, MockBackend],
+    proxies: dict[str, Mitmdump],
+    backend: MockBackend,
 ) -> None:
-    mitmdump, backend = proxy
+    mitmdump = proxies["h1"]
     head, tail = b'{"model":"gpt-5","input":"', b'","stream":true}'
     content = compressed(b"x" * MB, "zstd", 1024, head=head, tail=tail)  # 1 GiB of JSON
     assert len(content) < 64 * 1024
@@ -135,6 +125,6 @@ def test_a_request_bomb_is_forwarded_with_bounded_memory(
     log = mitmdump.log_text()
     assert f"request body decodes to more than {64 * MB} bytes (codexfix_max_request_scan)" in log
     summary = "/s/healthy/v1/responses 200 responses"
-    assert wait_until(lambda: summary in mitmdump.log_text(), 5.0)
+    wait_until(lambda: summary in mitmdump.log_text(), f"no {summary!r} in the log", 5.0)
     assert "outcome=completed" in mitmdump.log_text().split(summary)[1].splitlines()[0]
     assert peak_rss(mitmdump) < PEAK_RSS_BOUND, peak_rss(mitmdump)

@@ -18,49 +18,36 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-import codex_cli
-from codex_cli import CodexCli, CodexResult
-from faults import (
+from codexfix.testing import codex
+from codexfix.testing.bodies import CODEX_TRANSCRIPT, sse_events
+from codexfix.testing.codex import CodexCli, CodexResult
+from codexfix.testing.faults import (
     OVERLOADED_MESSAGE,
     SERVER_ERROR_MESSAGE,
     TOOL_CALL_ID,
-    TRANSCRIPT_PATH,
     SequenceBackend,
     codex_faults,
     streamed_text,
 )
-from harness import Mitmdump, addon_proxies
-from mock_backend import RecordedRequest, sse_events
+from codexfix.testing.mitmdump import Mitmdump
+from codexfix.testing.scenario import RecordedRequest
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not codex_cli.installed(),
-        reason=f"Codex CLI not installed in {codex_cli.CODEX_BIN} (scripts/test runs npm ci)",
-    ),
-]
+from support.codex import requires_codex
+from support.harness import wait_until
+
+pytestmark = [pytest.mark.e2e, requires_codex]
 
 ROOT = Path(__file__).resolve().parent.parent
-ANSWER = streamed_text(sse_events(TRANSCRIPT_PATH.read_bytes())) + "\n"
+ANSWER = streamed_text(sse_events(CODEX_TRANSCRIPT.read_bytes())) + "\n"
 FAULTS = codex_faults()
 MODES = ("reverse", "regular")
 CODEX_IDLE_MS = 60_000  # Codex's own stream idle timeout in these tests (default 300 s)
 INJECTED = "codex-fix: upstream"
-
-
-@pytest.fixture(scope="module", params=codex_cli.VERSIONS, ids=lambda cli: cli.test_id)
-def cli(request: pytest.FixtureRequest) -> CodexCli:
-    """Each Codex CLI version in turn (the tests are grouped by it)."""
-    cli: CodexCli = request.param
-    if not cli.installed():
-        pytest.skip(f"Codex CLI {cli.version} not installed in {cli.bin} (scripts/test)")
-    return cli
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +60,8 @@ def backend(cli: CodexCli) -> Iterator[SequenceBackend]:
 
 
 @pytest.fixture(scope="module")
-def proxies(
-    backend: SequenceBackend, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Mitmdump]]:
-    modes = {"reverse": f"reverse:{backend.http_url}", "regular": "regular"}
-    with addon_proxies(modes, lambda mode: tmp_path_factory.mktemp(f"mitm-{mode}")) as started:
-        yield started
+def proxy_modes(backend: SequenceBackend) -> dict[str, str]:
+    return {"reverse": f"reverse:{backend.http_url}", "regular": "regular"}
 
 
 Run = Callable[..., tuple[CodexResult, list[RecordedRequest]]]
@@ -100,10 +83,8 @@ def run(
             base_url = f"{backend.https_url}/s/{name}/v1"
             env = {"HTTPS_PROXY": proxy.url, "CODEX_CA_CERTIFICATE": str(proxy.ca_cert)}
         settings.setdefault("stream_idle_timeout_ms", CODEX_IDLE_MS)
-        home = codex_cli.make_home(
-            tmp_path / "home", codex_cli.provider_config(base_url, **settings)
-        )
-        result = codex_cli.run_codex(home, env=env, timeout=60, cli=cli)
+        home = codex.make_home(tmp_path / "home", codex.provider_config(base_url, **settings))
+        result = codex.run_codex(home, env=env, timeout=60, cli=cli)
         assert result.returncode is not None, f"codex hung:\n{result.describe()}"
         # Through the proxy, not around it: codex-fix logged this stream's summary.
         summary = f"summary: POST 127.0.0.1/s/{name}/v1/responses"
@@ -111,13 +92,6 @@ def run(
         return result, backend.requests_for(name)
 
     return run
-
-
-def wait_until(condition: Callable[[], bool], message: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.02)
 
 
 def assert_answered(result: CodexResult) -> None:
@@ -246,9 +220,9 @@ def test_tool_call_then_final_answer_completes(run: Run, mode: str) -> None:
 def run_regular(
     cli: CodexCli, backend: SequenceBackend, proxy: Mitmdump, home: Path, env: dict[str, str]
 ) -> CodexResult:
-    config = codex_cli.provider_config(f"{backend.https_url}/s/healthy.regular/v1")
-    return codex_cli.run_codex(
-        codex_cli.make_home(home, config), env={"HTTPS_PROXY": proxy.url, **env}, cli=cli
+    config = codex.provider_config(f"{backend.https_url}/s/healthy.regular/v1")
+    return codex.run_codex(
+        codex.make_home(home, config), env={"HTTPS_PROXY": proxy.url, **env}, cli=cli
     )
 
 

@@ -16,7 +16,7 @@ import itertools
 import json
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -26,10 +26,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import ADDON, E2E_OPTIONS, Mitmdump
-from mock_backend import End, MockBackend, Scenario, split_bytes
-from sse_oracle import client_events
-from test_hostile import (
+from codexfix.testing.backend import MockBackend
+from codexfix.testing.bodies import split_bytes
+from codexfix.testing.mitmdump import Mitmdump
+from codexfix.testing.scenario import End, Scenario
+
+from support.harness import E2E_OPTIONS
+from support.hostile import (
     BASE,
     BASE_EVENTS,
     CLASSES,
@@ -47,6 +50,7 @@ from test_hostile import (
     sse_frame,
     to_json,
 )
+from support.sse_oracle import client_events
 
 pytestmark = pytest.mark.e2e
 
@@ -234,24 +238,14 @@ class Rig:
 
 
 @pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    directory = tmp_path_factory.mktemp("hostile")
-    with MockBackend() as backend:
-        modes = {"h1": f"reverse:{backend.http_url}", "h2": f"reverse:{backend.https_url}"}
-        proxies: dict[str, Mitmdump] = {}
-        try:
-            for version, mode in modes.items():
-                proxies[version] = Mitmdump(
-                    mode=mode,
-                    confdir=directory / version / "conf",
-                    script=ADDON,
-                    options=OPTIONS,
-                    log_path=directory / version / "mitmdump.log",
-                ).start()
-            yield Rig(backend, proxies)
-        finally:
-            for proxy in proxies.values():
-                proxy.stop()
+def proxy_options() -> Mapping[str, str]:
+    return OPTIONS
+
+
+@pytest.fixture(scope="module")
+def rig(backend: MockBackend, proxies: dict[str, Mitmdump]) -> Rig:
+    """The module's mock and its h1 and h2 proxies (conftest), with a short idle timeout."""
+    return Rig(backend, proxies)
 
 
 # -- the checks -----------------------------------------------------------------------------

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
 from mitmproxy import io
 
-from harness import ADDON, Mitmdump
-from mock_backend import MockBackend, Scenario, compressed, sse_events
-from transcripts import CODEX_BACKEND, events
+from codexfix.testing.backend import MockBackend
+from codexfix.testing.bodies import compressed, sse_events
+from codexfix.testing.scenario import Scenario
+
+from support.harness import mitmdump, wait_until
+from support.transcripts import CODEX_BACKEND, events
 
 pytestmark = pytest.mark.e2e
 
@@ -37,46 +39,46 @@ bodies: dict[str, bytes] = {}  # what the client received, per scenario
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, str]]:
+def scenarios() -> Mapping[str, Scenario]:
+    return SCENARIOS
+
+
+@pytest.fixture(scope="module")
+def run(
+    backend: MockBackend, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, Path, str]]:
     """Both scenarios through one mitmdump; the capture dir, the flow file, the log."""
     directory = tmp_path_factory.mktemp("inspect")
     captures, flows = directory / "captures", directory / "flows.mitm"
-    with MockBackend(SCENARIOS) as backend:
-        proxy = Mitmdump(
-            ("-w", str(flows)),
-            mode=f"reverse:{backend.http_url}",
-            confdir=directory / "conf",
-            script=ADDON,
-            # mitmdump's own flow listing prints URLs, queries included: off, as the README
-            # says for anyone who keeps logs.
-            options={"codexfix_capture_dir": str(captures), "flow_detail": "0"},
-            log_path=directory / "mitmdump.log",
-        )
-        with proxy:
-            headers = {
-                "authorization": f"Bearer sk-{CANARIES[0]}",
-                "cookie": f"session={CANARIES[1]}",
-                "chatgpt-account-id": CANARIES[2],
-                "x-api-key": CANARIES[3],
-                "api-key": CANARIES[4],
-                "content-encoding": "zstd",
-                "accept": "text/event-stream",
-            }
-            body = {
-                "model": "gpt-5",
-                "stream": True,
-                "api_key": CANARIES[5],
-                "metadata": {"nested": [{"access_token": CANARIES[6]}]},
-                "input": f"use the key sk-proj-{CANARIES[7]} please",
-            }
-            content = compressed(json.dumps(body).encode(), "zstd")
-            query = f"?key={CANARIES[8]}&api_key={CANARIES[9]}"
-            with httpx.Client(timeout=10.0) as client:
-                for name in SCENARIOS:
-                    url = f"{proxy.url}/s/{name}/backend-api/codex/responses{query}"
-                    with client.stream("POST", url, content=content, headers=headers) as r:
-                        bodies[name] = b"".join(r.iter_raw())
-        log = proxy.log_text()
+    # mitmdump's own flow listing prints URLs, queries included: off, as the README says
+    # for anyone who keeps logs.
+    options = {"codexfix_capture_dir": str(captures), "flow_detail": "0"}
+    mode = f"reverse:{backend.http_url}"
+    with mitmdump(directory, mode, options=options, args=("-w", str(flows))) as proxy:
+        headers = {
+            "authorization": f"Bearer sk-{CANARIES[0]}",
+            "cookie": f"session={CANARIES[1]}",
+            "chatgpt-account-id": CANARIES[2],
+            "x-api-key": CANARIES[3],
+            "api-key": CANARIES[4],
+            "content-encoding": "zstd",
+            "accept": "text/event-stream",
+        }
+        body = {
+            "model": "gpt-5",
+            "stream": True,
+            "api_key": CANARIES[5],
+            "metadata": {"nested": [{"access_token": CANARIES[6]}]},
+            "input": f"use the key sk-proj-{CANARIES[7]} please",
+        }
+        content = compressed(json.dumps(body).encode(), "zstd")
+        query = f"?key={CANARIES[8]}&api_key={CANARIES[9]}"
+        with httpx.Client(timeout=10.0) as client:
+            for name in SCENARIOS:
+                url = f"{proxy.url}/s/{name}/backend-api/codex/responses{query}"
+                with client.stream("POST", url, content=content, headers=headers) as r:
+                    bodies[name] = b"".join(r.iter_raw())
+    log = proxy.log_text()
     yield captures, flows, log
 
 
@@ -159,34 +161,31 @@ def raw_exchange(port: int, request: bytes) -> tuple[bytes, bytes]:
 
 
 def test_captures_survive_any_header_and_body_bytes(
-    tmp_path: Path, mock_backend: MockBackend, mitmdump_factory: Callable[..., Mitmdump]
+    tmp_path: Path, mock_backend: MockBackend
 ) -> None:
     binary_stream = b"data: \xff\xfe\x00" + bytes(range(256)) + b"\n\n"
     mock_backend.scenarios["healthy"] = SCENARIOS["healthy"]
     mock_backend.scenarios["binary"] = Scenario(parts=(binary_stream,))
     captures = tmp_path / "captures"
-    proxy = mitmdump_factory(
-        mode=f"reverse:{mock_backend.http_url}",
-        script=ADDON,
-        options={"codexfix_capture_dir": str(captures)},
-    )
+    options = {"codexfix_capture_dir": str(captures)}
     binary_body = bytes(range(256)) * 4
     received = {}
-    for name in ("healthy", "binary"):
-        head = (
-            f"POST /s/{name}/v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Accept: text/event-stream\r\nContent-Type: application/octet-stream\r\n"
-            f"Content-Length: {len(binary_body)}\r\nConnection: close\r\n"
-        ).encode()
-        odd = b"X-Odd: caf\xe9 \xff\xfe\r\nAuthorization: Bearer \xff" + CANARIES[0].encode()
-        status, received[name] = raw_exchange(proxy.port, head + odd + b"\r\n\r\n" + binary_body)
-        assert status.startswith(b"HTTP/1.1 200")
-    assert mock_backend.requests_for("binary")[0].body == binary_body  # forwarded as it came
+    with mitmdump(tmp_path, f"reverse:{mock_backend.http_url}", options=options) as proxy:
+        for name in ("healthy", "binary"):
+            head = (
+                f"POST /s/{name}/v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Accept: text/event-stream\r\nContent-Type: application/octet-stream\r\n"
+                f"Content-Length: {len(binary_body)}\r\nConnection: close\r\n"
+            ).encode()
+            odd = b"X-Odd: caf\xe9 \xff\xfe\r\nAuthorization: Bearer \xff" + CANARIES[0].encode()
+            request = head + odd + b"\r\n\r\n" + binary_body
+            status, received[name] = raw_exchange(proxy.port, request)
+            assert status.startswith(b"HTTP/1.1 200")
+        assert mock_backend.requests_for("binary")[0].body == binary_body  # forwarded as it came
 
-    deadline = time.monotonic() + 10.0
-    while len(found := records(captures)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert set(found) == {"healthy", "binary"}, proxy.log_tail()
+        wait_until(lambda: len(records(captures)) >= 2, proxy.log_tail, 10.0)
+        found = records(captures)
+        assert set(found) == {"healthy", "binary"}, proxy.log_tail()
     for name, record in found.items():
         request = record["request"]
         assert isinstance(request, dict)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import ssl
 import zlib
-from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
 import anthropic
@@ -24,9 +24,12 @@ try:  # openai >= 3 and anthropic >= 2 are built on httpx2, earlier versions on 
 except ImportError:
     openai_httpx = httpx
 
-from harness import Mitmdump, addon_proxies
-from mock_backend import MockBackend, Scenario, sse_events
-from transcripts import FIXTURES, events
+from codexfix.testing.backend import MockBackend
+from codexfix.testing.bodies import sse_events
+from codexfix.testing.mitmdump import Mitmdump
+from codexfix.testing.scenario import Scenario
+
+from support.transcripts import FIXTURES, events
 
 pytestmark = pytest.mark.e2e
 
@@ -86,18 +89,8 @@ SCENARIOS = {
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[MockBackend]:
-    with MockBackend(SCENARIOS) as mock:
-        yield mock
-
-
-@pytest.fixture(scope="module")
-def proxies(
-    backend: MockBackend, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Mitmdump]]:
-    modes = {"h1": f"reverse:{backend.http_url}", "h2": f"reverse:{backend.https_url}"}
-    with addon_proxies(modes, tmp_path_factory.mktemp) as started:
-        yield started
+def scenarios() -> Mapping[str, Scenario]:
+    return SCENARIOS
 
 
 def base_url(proxies: dict[str, Mitmdump], protocol: str) -> str:

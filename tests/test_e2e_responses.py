@@ -1,6 +1,6 @@
 """End to end: a real mitmdump with codex-fix between real clients and the mock backend.
 
-Every fault of the Responses matrix (scripts/faults.py) goes through HTTP/1.1 and
+Every fault of the Responses matrix (codexfix.testing.faults) goes through HTTP/1.1 and
 HTTP/2 upstreams; clients are httpx (exact bytes, clean end of body), curl, a raw
 socket (the chunked terminator) and openai-python (what an SDK user sees).
 """
@@ -13,7 +13,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,37 +26,37 @@ try:  # openai >= 3 is built on httpx2, earlier versions on httpx
 except ImportError:
     openai_httpx = httpx
 
-from faults import CUT, DONE, TRANSCRIPT_PATH, Fault, payload, responses_faults, streamed_text
-from harness import ADDON, E2E_OPTIONS, Mitmdump, addon_proxies, mitmdump_executable
-from mock_backend import MockBackend, sse_events
+from codexfix.testing.backend import MockBackend
+from codexfix.testing.bodies import CODEX_TRANSCRIPT, sse_events
+from codexfix.testing.faults import CUT, DONE, Fault, payload, responses_faults, streamed_text
+from codexfix.testing.mitmdump import Mitmdump, mitmdump_executable
+from codexfix.testing.scenario import Scenario
+
+from support.harness import ADDON, E2E_OPTIONS, mitmdump, wait_for_log, wait_until
+from support.transcripts import events
 
 pytestmark = pytest.mark.e2e
 
 FAULTS = responses_faults()
-FRAMES = sse_events(TRANSCRIPT_PATH.read_bytes())
+FRAMES = sse_events(CODEX_TRANSCRIPT.read_bytes())
 CREATED_ID = payload(FRAMES[0])["response"]["id"]
 BODY = {"model": "gpt-5", "input": "hi", "stream": True}
 TIMEOUT = 10.0  # every client read is bounded; stalls end after 1.5 s
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[MockBackend]:
-    with MockBackend({name: fault.scenario for name, fault in FAULTS.items()}) as mock:
-        yield mock
+def scenarios() -> Mapping[str, Scenario]:
+    return {name: fault.scenario for name, fault in FAULTS.items()}
 
 
 @pytest.fixture(scope="module")
-def proxies(
-    backend: MockBackend, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Mitmdump]]:
+def proxy_modes(backend: MockBackend) -> dict[str, str]:
     """Reverse proxies to the mock's HTTP/1.1 and TLS (HTTP/2) ports, and a regular proxy."""
-    modes = {
+    return {
         "h1": f"reverse:{backend.http_url}",
         "h2": f"reverse:{backend.https_url}",
         "regular": "regular",
     }
-    with addon_proxies(modes, tmp_path_factory.mktemp) as started:
-        yield started
 
 
 def post_raw(client: httpx.Client, url: str) -> tuple[httpx.Response, bytes]:
@@ -70,7 +70,7 @@ def check_client_stream(name: str, body: bytes) -> None:
     """What codex-fix must deliver for fault `name` (exact bytes where they are known)."""
     fault: Fault = FAULTS[name]
     original = b"".join(FRAMES)
-    payloads = [payload(f) if f != DONE else "[DONE]" for f in sse_events(body)]
+    payloads = events(body)
     terminals = [
         p
         for p in payloads
@@ -260,21 +260,6 @@ def test_unmatched_flows_are_untouched(proxies: dict[str, Mitmdump], backend: Mo
     assert "/v1/embeddings 200" not in proxy.log_text()  # no summary: not ours
 
 
-def wait_until(condition: Callable[[], bool], message: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.02)
-
-
-def wait_for_log(proxy: Mitmdump, needle: str, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while needle not in (log := proxy.log_text()):
-        assert time.monotonic() < deadline, f"{needle!r} not in log:\n{proxy.log_tail()}"
-        time.sleep(0.05)
-    return log
-
-
 def test_bad_option_value_stops_startup_naming_the_option(tmp_path: Path) -> None:
     result = subprocess.run(
         [
@@ -305,16 +290,11 @@ def test_hot_reload_keeps_one_patch(tmp_path: Path, backend: MockBackend) -> Non
     (script_dir / "codexfix").symlink_to(ADDON.parent / "codexfix")
     script = script_dir / "codex_fix.py"
     script.write_bytes(ADDON.read_bytes())
-    modes = {"reload": f"reverse:{backend.http_url}"}
-    with addon_proxies(modes, lambda _: tmp_path, script) as started:
-        proxy = started["reload"]
+    with mitmdump(tmp_path, f"reverse:{backend.http_url}", script=script) as proxy:
         wait_for_log(proxy, "Loading script")
         later = time.time() + 5
         os.utime(script, (later, later))  # mitmproxy reloads a script whose mtime changed
-        deadline = time.monotonic() + 15
-        while proxy.log_text().count("Loading script") < 2:
-            assert time.monotonic() < deadline, proxy.log_tail()
-            time.sleep(0.1)
+        wait_until(lambda: proxy.log_text().count("Loading script") >= 2, proxy.log_tail, 15)
         time.sleep(0.5)
         with httpx.Client(timeout=TIMEOUT) as client:
             _, body = post_raw(client, f"{proxy.url}/s/cut/v1/responses")

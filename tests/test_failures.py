@@ -9,8 +9,8 @@ import pytest
 
 from codexfix import GraceExpired, Limits, UpstreamBroken, UpstreamEnded, UpstreamIdle
 
-from test_repairs import CREATED, USAGE, completed, delta, item_done, message, msg_added
-from transcripts import events, new_fixer, read, sse
+from support.events import CREATED, USAGE, completed, delta, item_done, message, msg_added, sse
+from support.transcripts import events, new_fixer, read
 
 DONE = b"data: [DONE]\n\n"
 
@@ -66,7 +66,7 @@ def test_upstream_error_then_eof_becomes_response_failed_with_its_code(
     }
     assert failed["response"]["id"] == "resp_1"
     assert failed["sequence_number"] == 6
-    assert fixer.report.outcome == "injected: upstream rate_limited"
+    assert str(fixer.report.outcome) == "injected: upstream rate_limited"
 
 
 def test_upstream_error_followed_by_its_own_failed_is_left_alone() -> None:
@@ -108,7 +108,7 @@ def test_idle_stream_ends_with_server_error_and_the_items_so_far() -> None:
     assert "sent nothing for 31.0s" in failed["response"]["error"]["message"]
     assert failed["response"]["output"] == [item]
     assert failed["response"]["status"] == "failed"
-    assert fixer.report.outcome == "injected: idle"
+    assert str(fixer.report.outcome) == "injected: idle"
 
 
 def test_idle_timeout_zero_means_no_deadline() -> None:
@@ -127,7 +127,7 @@ def test_terminal_then_held_open_ends_within_grace_with_done_only() -> None:
     cause = fixer.expiry_cause(5.3)
     assert isinstance(cause, GraceExpired)
     assert fixer.finish(cause) == DONE
-    assert fixer.report.outcome == "completed"
+    assert str(fixer.report.outcome) == "completed"
 
 
 def test_events_after_the_terminal_are_dropped_with_a_warning(
@@ -156,4 +156,7 @@ def test_failure_without_created_synthesizes_one_with_a_generated_id() -> None:
     assert created["response"]["status"] == "in_progress"
     assert failed["response"]["id"] == created["response"]["id"]
     assert failed["response"]["id"].startswith("resp_codexfix_")
-    assert "sequence_number" not in failed
+    # Numbered and with a model, as the AI SDK's schemas require (issue 13): nothing was
+    # numbered, so from 0; no request told the model.
+    assert (created["sequence_number"], failed["sequence_number"]) == (0, 1)
+    assert created["response"]["model"] == ""

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 from codexfix import UpstreamEnded
 from codexfix.sse import simple_fields
+from codexfix.testing import faults
 
-import faults
-from transcripts import ALL, chunked, new_fixer
+from support.transcripts import ALL, chunked, new_fixer
 
 BODIES = [(protocol, path.read_bytes()) for protocol, path in ALL] + [
     ("responses", b"".join(fault.scenario.parts)) for fault in faults.responses_faults().values()

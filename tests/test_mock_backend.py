@@ -1,4 +1,4 @@
-"""Tests for scripts/mock_backend.py (and, once, the mitmdump harness).
+"""Tests for the mock backend, codexfix.testing.backend (and, once, the mitmdump harness).
 
 Each behaviour is checked with a real client: httpx for HTTP/1.1, TLS and
 HTTP/2, a raw socket where the exact HTTP/1.1 bytes matter, and a raw ``h2``
@@ -24,19 +24,16 @@ import h2.events
 import httpx
 import pytest
 
-from harness import Mitmdump
-from mock_backend import (
-    DEFAULT_TRANSCRIPT,
-    MockBackend,
-    Scenario,
-    builtin_scenarios,
-    sse_events,
-)
+from codexfix.testing.backend import MockBackend, builtin_scenarios
+from codexfix.testing.bodies import CODEX_TRANSCRIPT, sse_events
+from codexfix.testing.scenario import Scenario
+
+from support.harness import mitmdump
+from support.transcripts import CODEX_BACKEND
 
 PARTS = (b"event: a\ndata: {", b'"n":1}\n\n', b"event: b\ndata: {", b'"n":2}\n\n')
 BODY = b"".join(PARTS)
 SHORT = httpx.Timeout(5.0, read=0.5)
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "mock_backend.py"
 
 
 @pytest.fixture
@@ -376,8 +373,13 @@ def test_h2_large_body_respects_flow_control(mb: MockBackend) -> None:
 # --------------------------------------------------------------------------
 
 
+def test_the_shipped_transcript_is_the_real_one() -> None:
+    real = next(path for path in CODEX_BACKEND if path.name == CODEX_TRANSCRIPT.name)
+    assert CODEX_TRANSCRIPT.read_bytes() == real.read_bytes()
+
+
 def test_builtin_scenarios() -> None:
-    transcript = DEFAULT_TRANSCRIPT.read_bytes()
+    transcript = CODEX_TRANSCRIPT.read_bytes()
     sc = builtin_scenarios(transcript, 512, 0.0)
     assert sc["default"] == sc["ok"]
     assert b"".join(sc["ok"].parts) == transcript
@@ -401,7 +403,7 @@ def test_builtin_scenarios() -> None:
 
 def test_cli_prints_ports_and_serves(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--delay", "0", "--chunk-size", "4096"],
+        [sys.executable, "-m", "codexfix.testing.backend", "--delay", "0", "--chunk-size", "4096"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -412,7 +414,7 @@ def test_cli_prints_ports_and_serves(tmp_path: Path) -> None:
             verify=ssl.create_default_context(cafile=info["cert"]), http2=True, timeout=5
         ) as c:
             resp = c.get(f"https://127.0.0.1:{info['https_port']}/s/ok/")
-            assert resp.content == DEFAULT_TRANSCRIPT.read_bytes()
+            assert resp.content == CODEX_TRANSCRIPT.read_bytes()
             assert resp.http_version == "HTTP/2"
             plain = c.get(f"http://127.0.0.1:{info['http_port']}/")
             assert plain.content == resp.content  # default = ok
@@ -430,13 +432,14 @@ def test_cli_prints_ports_and_serves(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_mitmdump_reverse_proxy_byte_identical(
-    mock_backend: MockBackend, mitmdump_factory: Callable[..., Mitmdump]
-) -> None:
-    transcript = DEFAULT_TRANSCRIPT.read_bytes()
+def test_mitmdump_reverse_proxy_byte_identical(mock_backend: MockBackend, tmp_path: Path) -> None:
+    transcript = CODEX_TRANSCRIPT.read_bytes()
     mock_backend.scenarios.update(builtin_scenarios(transcript, 512, 0.0))
-    proxy = mitmdump_factory(mode=f"reverse:http://127.0.0.1:{mock_backend.http_port}")
-    with httpx.Client(base_url=proxy.url, timeout=10) as c:
+    mode = f"reverse:http://127.0.0.1:{mock_backend.http_port}"
+    with (
+        mitmdump(tmp_path, mode, script=None, options={}) as proxy,
+        httpx.Client(base_url=proxy.url, timeout=10) as c,
+    ):
         resp = c.post("/s/ok/v1/responses", content=b'{"model":"gpt-5"}')
     assert resp.status_code == 200
     assert resp.content == transcript

@@ -1,4 +1,4 @@
-"""The mock backend's WebSocket responder (scripts/mock_backend.py, ``websocket=True``).
+"""The mock backend's WebSocket responder (codexfix.testing.websocket, ``websocket=True``).
 
 Checked with a small wsproto client over a real socket: the handshake, the parts as text
 messages after the client's first message, each way of ending, and the recording.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from wsproto import ConnectionType, WSConnection
@@ -24,7 +24,10 @@ from wsproto.events import (
     TextMessage,
 )
 
-from mock_backend import MockBackend, RecordedRequest, Scenario
+from codexfix.testing.backend import MockBackend
+from codexfix.testing.scenario import RecordedRequest, Scenario
+
+from support.harness import wait_until
 
 TIMEOUT = 5.0
 PARTS = (b'{"type":"a","n":1}', b'{"type":"b","n":2}', b'{"type":"c","n":3}')
@@ -115,13 +118,6 @@ class WsClient:
             return iter(())
         self.ws.receive_data(data)
         return self.ws.events()
-
-
-def wait_until(condition: Callable[[], bool], message: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.02)
 
 
 @pytest.fixture

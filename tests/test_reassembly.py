@@ -14,7 +14,7 @@ from codexfix.reassembly import detect_protocol, reassemble
 from codexfix.report import Usage
 from codexfix.sse import SSEFramer
 
-from transcripts import FIXTURES
+from support.transcripts import FIXTURES
 
 ALL = sorted(FIXTURES.glob("*/*.sse"))
 RESPONSES = sorted((FIXTURES / "responses").glob("*.sse"))

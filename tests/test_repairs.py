@@ -9,65 +9,8 @@ import pytest
 
 from codexfix import UpstreamEnded
 
-from transcripts import events, new_fixer, read, sse
-
-CREATED = {
-    "type": "response.created",
-    "sequence_number": 0,
-    "response": {"id": "resp_1", "model": "gpt-5", "output": []},
-}
-
-
-def msg_added(index: int, item_id: str) -> dict[str, Any]:
-    return {
-        "type": "response.output_item.added",
-        "sequence_number": 1 + 10 * index,
-        "output_index": index,
-        "item": {
-            "id": item_id,
-            "type": "message",
-            "role": "assistant",
-            "status": "in_progress",
-            "content": [],
-        },
-    }
-
-
-def delta(index: int, text: str, seq: int, item_id: str = "msg_1") -> dict[str, Any]:
-    return {
-        "type": "response.output_text.delta",
-        "sequence_number": seq,
-        "item_id": item_id,
-        "output_index": index,
-        "content_index": 0,
-        "delta": text,
-    }
-
-
-def message(item_id: str, text: str) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "type": "message",
-        "role": "assistant",
-        "status": "completed",
-        "content": [{"type": "output_text", "text": text, "annotations": []}],
-    }
-
-
-def item_done(index: int, item: dict[str, Any], seq: int) -> dict[str, Any]:
-    return {
-        "type": "response.output_item.done",
-        "sequence_number": seq,
-        "output_index": index,
-        "item": item,
-    }
-
-
-def completed(seq: int, **response: Any) -> dict[str, Any]:
-    return {"type": "response.completed", "sequence_number": seq, "response": response}
-
-
-USAGE = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+from support.events import CREATED, USAGE, completed, delta, item_done, message, msg_added, sse
+from support.transcripts import events, new_fixer, read
 
 
 def run(body: bytes) -> tuple[bytes, Any]:

@@ -10,11 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codexfix import Limits, UpstreamEnded
+from codexfix.accumulate.responses import ResponsesAccumulator
 from codexfix.dialects.responses import ResponsesDialect
 from codexfix.sse import SSEFramer
 
-from test_repairs import CREATED, USAGE, completed, delta
-from transcripts import CODEX_BACKEND, chunked, frames, new_fixer, sse
+from support.events import CREATED, USAGE, completed, delta, sse
+from support.transcripts import CODEX_BACKEND, chunked, frames, new_fixer
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
@@ -78,29 +79,38 @@ def test_warnings_are_rate_limited_per_stream(caplog: pytest.LogCaptureFixture) 
 # Mid-stream on the fast path (a handler called from on_events for blocks of simple
 # frames), and on the frame-by-frame path (every frame, once the line ends are CRLF).
 @pytest.mark.parametrize(
-    ("method", "eol"), [("_on_output_item", b"\n"), ("on_frame", b"\r\n")], ids=["fast", "frames"]
+    ("owner", "method", "eol"),
+    [
+        (ResponsesAccumulator, "_on_output_item", b"\n"),
+        (ResponsesDialect, "on_frame", b"\r\n"),
+    ],
+    ids=["fast", "frames"],
 )
 def test_internal_error_switches_to_raw_passthrough_losing_nothing(
-    method: str, eol: bytes, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    owner: type,
+    method: str,
+    eol: bytes,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data = CODEX_BACKEND[0].read_bytes().replace(b"\n", eol)
     calls = 0
-    original = getattr(ResponsesDialect, method)
+    original = getattr(owner, method)
 
-    def flaky(self: ResponsesDialect, *args):  # type: ignore[no-untyped-def]
+    def flaky(self: object, *args):  # type: ignore[no-untyped-def]
         nonlocal calls
         calls += 1
         if calls == 3:
             raise RuntimeError("boom")
         return original(self, *args)
 
-    monkeypatch.setattr(ResponsesDialect, method, flaky)
+    monkeypatch.setattr(owner, method, flaky)
     fixer = new_fixer()
     with caplog.at_level(logging.ERROR, logger="codexfix"):
         out = b"".join(fixer.feed(piece, 0.0) for piece in chunked(data, [777]))
         out += fixer.finish(UpstreamEnded())
     assert out == data
-    assert fixer.passthrough and fixer.report.outcome == "passthrough"
+    assert fixer.passthrough and str(fixer.report.outcome) == "passthrough"
     [error] = warnings_of(caplog, logging.ERROR)
     assert "RuntimeError('boom')" in error and "raw passthrough" in error
     assert fixer.deadline() is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -10,12 +9,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from codexfix import Limits, StreamFixer, UpstreamBroken
 from codexfix.capture import Capture, FlowFacts
-from codexfix.report import Usage
+from codexfix.report import StreamReport, Usage
 
-from transcripts import FIXTURES, frames
+from support.transcripts import FIXTURES, frames
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPLAY = REPO_ROOT / "scripts" / "replay.py"
@@ -115,7 +115,8 @@ def test_replay_anthropic_cut_ends_with_an_error_event() -> None:
 def test_replay_guesses_the_protocol_of_a_capture_from_its_record(tmp_path: Path) -> None:
     capture = Capture(tmp_path, 1758750000.0, "0a1b2c3d")
     capture.append_upstream(CODEX.read_bytes())
-    capture.close(FlowFacts("POST", "http://h/v1/responses", "HTTP/1.1", [], None, "responses"))
+    flow = FlowFacts("POST", "http://h/v1/responses", "HTTP/1.1", [], None)
+    capture.close(flow, StreamReport("responses"))
     record = json.loads(capture.path("json").read_text())
     record["protocol"] = "responses-from-record"  # proves the record was read
     capture.path("json").write_text(json.dumps(record))
@@ -139,7 +140,16 @@ def test_replay_guesses_the_protocol_from_folder_or_events(tmp_path: Path) -> No
 # -- summarize --------------------------------------------------------------------------------
 
 
-def capture(directory: Path, started: float, flow_id: str, **values: object) -> None:
+def capture(
+    directory: Path,
+    started: float,
+    flow_id: str,
+    *,
+    outcome: str,
+    duration_s: float | None = None,
+    warnings: tuple[str, ...] = (),
+    **report: Any,
+) -> None:
     c = Capture(directory, started, flow_id)
     c.append_upstream(b"data: {}\n\n")
     facts = FlowFacts(
@@ -148,10 +158,11 @@ def capture(directory: Path, started: float, flow_id: str, **values: object) -> 
         http_version="HTTP/2.0",
         request_headers=[("authorization", "Bearer secret-secret-secret-secret")],
         request_body=b'{"model": "gpt-5"}',
-        protocol="responses",
         response_status=200,
+        duration_s=duration_s,
     )
-    assert c.close(dataclasses.replace(facts, **values)) is not None
+    stream = StreamReport("responses", **report)
+    assert c.close(facts, stream, outcome=outcome, warnings=warnings) is not None
 
 
 def test_summarize_prints_a_table_by_time_and_totals(tmp_path: Path) -> None:
@@ -174,7 +185,7 @@ def test_summarize_prints_a_table_by_time_and_totals(tmp_path: Path) -> None:
         outcome="completed",
         duration_s=3.0,
         usage=Usage(2239, 2176, 15, 0),
-        warnings=["coercion failed: x"],
+        warnings=("coercion failed: x",),
     )
     capture(tmp_path, base + 120, "cccccccc", model="gpt-5", outcome="completed")
     (tmp_path / "broken.json").write_text("{not json")
@@ -212,6 +223,26 @@ def test_summarize_prints_a_table_by_time_and_totals(tmp_path: Path) -> None:
     assert machine["totals"]["input_tokens"] == 3239
     assert machine["totals"]["outcomes"] == {"completed": 2, "injected: truncated": 1}
     assert len(machine["skipped"]) == 2
+
+
+def test_summarize_reports_a_record_that_does_not_validate_and_goes_on(tmp_path: Path) -> None:
+    capture(tmp_path, 1758750000.0, "aaaaaaaa", model="gpt-5", outcome="completed")
+    capture(tmp_path, 1758750060.0, "bbbbbbbb", model="gpt-5", outcome="completed")
+    first, second = sorted(tmp_path.glob("*.json"))
+    record = json.loads(first.read_text())
+    record["usage"] = {"input_tokens": "many"}
+    del record["files"]
+    first.write_text(json.dumps(record))
+
+    done = run(SUMMARIZE, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.decode().splitlines() == [
+        f"summarize: skipped {first.name}: invalid record: usage.input_tokens: Input should be "
+        "a valid integer, unable to parse string as an integer (and 1 more)"
+    ]
+    assert "flows: 1" in done.stdout.decode().splitlines()
+    machine = json.loads(run(SUMMARIZE, tmp_path, "--json").stdout)
+    assert [row["file"] for row in machine["flows"]] == [second.name]
 
 
 def test_summarize_of_an_empty_or_missing_directory(tmp_path: Path) -> None:

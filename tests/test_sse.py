@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from codexfix.sse import Frame, SSEFramer, parse_frame, parse_lines
 
-from transcripts import FIXTURES, chunked
+from support.transcripts import FIXTURES, chunked
 
 
 def feed_all(pieces: list[bytes]) -> tuple[list[Frame], bytes]:

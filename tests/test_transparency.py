@@ -17,7 +17,7 @@ from codexfix import UpstreamEnded
 from codexfix.dialects.responses import TERMINALS
 from codexfix.report import responses_usage
 
-from transcripts import ALL, RESPONSES, chunked, events, new_fixer
+from support.transcripts import ALL, RESPONSES, chunked, events, new_fixer
 
 DONE = b"data: [DONE]\n\n"
 ENDS_WITHOUT_DONE = "groq-gpt-oss-midstream-event-error.sse"
@@ -73,7 +73,7 @@ def test_outcome_is_the_upstream_terminal(protocol: str, path: Path) -> None:
         "openai-error-then-response-failed.sse": "failed",
         ENDS_WITHOUT_DONE: "error: invalid_request",  # tool_use_failed
     }.get(path.name, "completed")
-    assert fixer.report.outcome == outcome
+    assert str(fixer.report.outcome) == outcome
 
 
 @pytest.mark.parametrize("path", RESPONSES, ids=lambda p: p.name)
@@ -85,7 +85,7 @@ def test_report_reads_the_terminal_as_its_json_says(path: Path) -> None:
     fixer.finish(UpstreamEnded())
     [terminal] = [e for e in events(path.read_bytes()) if e != "[DONE]" and e["type"] in TERMINALS]
     response = terminal["response"]
-    assert fixer.report.outcome == terminal["type"].removeprefix("response.")
+    assert str(fixer.report.outcome) == terminal["type"].removeprefix("response.")
     assert fixer.report.model == response.get("model")
     usage = response.get("usage")
     assert fixer.report.usage == (responses_usage(usage) if usage else None)

@@ -18,9 +18,10 @@ import pytest
 from codexfix import StreamFixer, UpstreamBroken, UpstreamEnded
 from codexfix.failures import EndCause
 
-from transcripts import ANTHROPIC, CHAT, CODEX_BACKEND, events, frames, new_fixer
+from support.transcripts import ANTHROPIC, CHAT, CODEX_BACKEND, events, frames, new_fixer
 
 TERMINALS = {"response.completed", "response.failed", "response.incomplete"}
+REBUILT = {"message", "function_call"}  # items the deltas give whole
 DONE = b"data: [DONE]\n\n"
 
 
@@ -54,7 +55,27 @@ def test_truncation_at_any_offset_yields_one_terminal(
             assert injected["response"]["id"] == created_id
             assert injected["sequence_number"] == upstream[-1]["sequence_number"] + 1
             done_items = [p["item"] for p in upstream if p["type"] == "response.output_item.done"]
-            assert injected["response"]["output"] == done_items
+            output = injected["response"]["output"]
+            assert output[: len(done_items)] == done_items
+            assert_in_progress(output[len(done_items) :], upstream)
+
+
+def assert_in_progress(items: list[dict[str, Any]], upstream: list[Any]) -> None:
+    """Items after the finished ones are those in progress that deltas give whole, marked
+    `incomplete`, holding the text that streamed (issue 13: clients keep it)."""
+    added = {p["output_index"]: p["item"] for p in upstream if p["type"].endswith("item.added")}
+    done = {p["output_index"] for p in upstream if p["type"] == "response.output_item.done"}
+    expected = [i for i in sorted(added) if i not in done and added[i]["type"] in REBUILT]
+    assert [item["id"] for item in items] == [added[i]["id"] for i in expected]
+    for index, item in zip(expected, items, strict=True):
+        assert item["status"] == "incomplete" and item["type"] == added[index]["type"]
+        deltas = "".join(
+            p["delta"]
+            for p in upstream
+            if p["type"].endswith("output_text.delta") and p["output_index"] == index
+        )
+        texts = "".join(part["text"] for part in item.get("content", []))
+        assert texts == deltas
 
 
 def test_injected_failure_names_the_transport_error() -> None:
@@ -69,7 +90,7 @@ def test_injected_failure_names_the_transport_error() -> None:
         "codex-fix: upstream closed the stream before response.completed "
         "(peer closed connection without sending complete message body)"
     )
-    assert fixer.report.outcome == "injected: truncated"
+    assert str(fixer.report.outcome) == "injected: truncated"
     assert "dropped incomplete trailing event" in fixer.report.notes[0]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +23,16 @@ from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
 from codexfix.mitm.websocket import WebSocketTransport
+from codexfix.testing import codex
+from codexfix.testing.bodies import CODEX_TRANSCRIPT, sse_events
+from codexfix.testing.codex import ChatGptBackend, CodexCli
+from codexfix.testing.faults import payload, streamed_text
+from codexfix.testing.mitmdump import Mitmdump
 
-import codex_cli
-from codex_cli import ChatGptBackend, CodexCli
-from faults import TRANSCRIPT_PATH, payload, streamed_text
-from harness import ADDON, Mitmdump
-from mock_backend import sse_events
+from support.codex import requires_codex
+from support.harness import mitmdump, wait_until
 
-FRAMES = sse_events(TRANSCRIPT_PATH.read_bytes())
+FRAMES = sse_events(CODEX_TRANSCRIPT.read_bytes())
 EVENTS = [json.dumps(payload(f), separators=(",", ":")).encode() for f in FRAMES]
 ANSWER = streamed_text(FRAMES) + "\n"
 CODEX_URL = "https://chatgpt.com/backend-api/codex/responses?key=sk-secret-query"
@@ -176,24 +178,11 @@ def test_passthrough_warns_on_a_malformed_event_and_forwards_it(
     assert "response.id" in warning.getMessage()
     summary = next(r.getMessage() for r in caplog.records if "websocket summary" in r.getMessage())
     assert f"events={len(EVENTS) - 1} binary=1" in summary
-    assert "terminal=- " in summary and "warnings=1" in summary
+    # A terminal by its type, though it fails its model (as on SSE): the warning says so.
+    assert "terminal=response.completed " in summary and "warnings=1" in summary
 
 
 # -- the real Codex CLI ---------------------------------------------------------------
-
-codex_required = pytest.mark.skipif(
-    not codex_cli.installed(),
-    reason=f"Codex CLI not installed in {codex_cli.CODEX_BIN} (scripts/test runs npm ci)",
-)
-
-
-@pytest.fixture(params=codex_cli.VERSIONS, ids=lambda cli: cli.test_id)
-def cli(request: pytest.FixtureRequest) -> CodexCli:
-    """Each Codex CLI version in turn."""
-    cli: CodexCli = request.param
-    if not cli.installed():
-        pytest.skip(f"Codex CLI {cli.version} not installed in {cli.bin} (scripts/test)")
-    return cli
 
 
 @pytest.fixture
@@ -204,35 +193,19 @@ def chatgpt_backend() -> Iterator[ChatGptBackend]:
 
 def run_chatgpt_codex(
     cli: CodexCli, backend: ChatGptBackend, tmp_path: Path, websocket_mode: str
-) -> tuple[codex_cli.CodexResult, Mitmdump]:
-    proxy = Mitmdump(
-        (),
-        mode="regular",
-        confdir=tmp_path / "conf",
-        script=ADDON,
-        options={"codexfix_websocket": websocket_mode, "ssl_insecure": "true"},
-        log_path=tmp_path / "mitmdump.log",
-    ).start()
-    try:
-        config = codex_cli.chatgpt_config(backend.https_url)
-        home = codex_cli.make_home(tmp_path / "home", config, codex_cli.chatgpt_auth())
+) -> tuple[codex.CodexResult, Mitmdump]:
+    options = {"codexfix_websocket": websocket_mode, "ssl_insecure": "true"}
+    with mitmdump(tmp_path, "regular", options=options) as proxy:
+        config = codex.chatgpt_config(backend.https_url)
+        home = codex.make_home(tmp_path / "home", config, codex.chatgpt_auth())
         env = {"HTTPS_PROXY": proxy.url, "CODEX_CA_CERTIFICATE": str(proxy.ca_cert)}
-        result = codex_cli.run_codex(home, env=env, timeout=60, cli=cli)
+        result = codex.run_codex(home, env=env, timeout=60, cli=cli)
         # The summary lines are written when the flows end, just after Codex exits.
         wait_until(lambda: "summary: " in proxy.log_text(), "no summary in mitmdump's log")
-    finally:
-        proxy.stop()
     return result, proxy
 
 
-def wait_until(condition: Callable[[], bool], message: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.02)
-
-
-@codex_required
+@requires_codex
 @pytest.mark.e2e
 def test_codex_websocket_is_downgraded_and_the_turn_completes_over_sse(
     cli: CodexCli, chatgpt_backend: ChatGptBackend, tmp_path: Path
@@ -244,11 +217,11 @@ def test_codex_websocket_is_downgraded_and_the_turn_completes_over_sse(
     assert proxy.log_text().count("websocket upgrade answered 426") == 1
     turns = chatgpt_backend.requests_for("/codex/responses")
     assert [(r.method, r.header("accept")) for r in turns] == [("POST", "text/event-stream")]
-    assert turns[0].header("chatgpt-account-id") == codex_cli.ACCOUNT_ID  # the ChatGPT path
+    assert turns[0].header("chatgpt-account-id") == codex.ACCOUNT_ID  # the ChatGPT path
     assert "outcome=completed" in proxy.log_text()
 
 
-@codex_required
+@requires_codex
 @pytest.mark.e2e
 def test_codex_websocket_passes_through_and_is_summarized(
     cli: CodexCli, chatgpt_backend: ChatGptBackend, tmp_path: Path
@@ -276,7 +249,7 @@ def test_codex_websocket_passes_through_and_is_summarized(
     assert "terminal=response.completed" in log and "warnings=0" in log
 
 
-@codex_required
+@requires_codex
 @pytest.mark.e2e
 @pytest.mark.parametrize("supports_websockets", [False, True])
 def test_codex_chatgpt_login_through_reverse_mode(
@@ -284,25 +257,16 @@ def test_codex_chatgpt_login_through_reverse_mode(
 ) -> None:
     """The README's reverse mode for a ChatGPT login: a custom provider with
     `requires_openai_auth`; with `supports_websockets = true` the upgrade is downgraded."""
-    proxy = Mitmdump(
-        (),
-        mode=f"reverse:{chatgpt_backend.https_url}",
-        confdir=tmp_path / "conf",
-        script=ADDON,
-        options={"ssl_insecure": "true"},
-        log_path=tmp_path / "mitmdump.log",
-    ).start()
-    try:
-        config = codex_cli.chatgpt_provider_config(
+    mode = f"reverse:{chatgpt_backend.https_url}"
+    with mitmdump(tmp_path, mode, options={"ssl_insecure": "true"}) as proxy:
+        config = codex.chatgpt_provider_config(
             f"{proxy.url}/backend-api/codex", chatgpt_backend.https_url, supports_websockets
         )
-        home = codex_cli.make_home(tmp_path / "home", config, codex_cli.chatgpt_auth())
+        home = codex.make_home(tmp_path / "home", config, codex.chatgpt_auth())
         # Only the direct calls (account routing) need the mock's CA.
         env = {"CODEX_CA_CERTIFICATE": str(chatgpt_backend.cert_path)}
-        result = codex_cli.run_codex(home, env=env, timeout=60, cli=cli)
+        result = codex.run_codex(home, env=env, timeout=60, cli=cli)
         wait_until(lambda: "summary: " in proxy.log_text(), "no summary in mitmdump's log")
-    finally:
-        proxy.stop()
     assert result.returncode == 0, result.describe()
     assert result.stdout == ANSWER
     log = proxy.log_text()
@@ -311,4 +275,4 @@ def test_codex_chatgpt_login_through_reverse_mode(
     assert "outcome=completed" in log
     turns = chatgpt_backend.requests_for("/codex/responses")
     assert [r.method for r in turns] == ["POST"]
-    assert turns[0].header("chatgpt-account-id") == codex_cli.ACCOUNT_ID
+    assert turns[0].header("chatgpt-account-id") == codex.ACCOUNT_ID

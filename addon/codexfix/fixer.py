@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .coercion import Coercer, UnknownTypes, WarningBudget
-from .dialects import ANY_PROTOCOL, Dialect, sniff
-from .dialects.anthropic import AnthropicDialect
-from .dialects.chat import ChatDialect
-from .dialects.responses import ResponsesDialect
+from .dialects import Dialect
+from .dialects.base import DialectBase
 from .failures import EndCause, GraceExpired, UpstreamIdle
-from .models.anthropic import ANTHROPIC_EVENT
-from .models.chat import CHAT_EVENT
-from .models.responses import RESPONSES_EVENT
-from .report import StreamReport
+from .protocols import SPECS, Protocol, Sniffed, sniff
+from .report import PASSTHROUGH, StreamReport, printable
 from .sse import BOM, Frame, SSEFramer, foreign_lines, foreign_start, simple_fields
 
 
@@ -41,7 +37,7 @@ class Limits:
     warning_limit: int = 20
 
 
-class _Undetected:
+class _Undetected(DialectBase):
     """The dialect of a stream whose protocol is not known yet: frames pass unchanged."""
 
     terminal_seen = False
@@ -57,28 +53,28 @@ class _Undetected:
         return b""
 
 
-PROTOCOLS = ("responses", "chat", "anthropic")
-
-
 class StreamFixer:
     """`protocol` None: told by the first event; else confirmed by it."""
 
     def __init__(
         self,
-        protocol: str | None,
+        protocol: Protocol | str | None,
         limits: Limits,
         log: logging.LoggerAdapter[logging.Logger],
         now: float,
         unknown_types: UnknownTypes | None = None,
+        requested_model: Callable[[], str | None] | None = None,
     ) -> None:
-        if protocol is not None and protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {protocol!r}")
+        protocol = None if protocol is None else Protocol(protocol)  # ValueError if unknown
         self.limits = limits
         self.log = log
-        self.report = StreamReport(protocol or "unknown")
+        self._requested_model = requested_model
+        self.report = StreamReport(protocol)
         self.budget = WarningBudget(log, limits.warning_limit, self.report)
         self._unknown_types = unknown_types or UnknownTypes()
-        self.dialect: Dialect = _Undetected() if protocol is None else self._dialect(protocol)
+        self.dialect: Dialect = (
+            _Undetected(self.report, log) if protocol is None else self._dialect(protocol)
+        )
         self._opened = False  # a data frame came: the body is an event stream
         self._confirmed = False  # the first event agreed with the protocol
         self._framer = SSEFramer()
@@ -151,7 +147,7 @@ class StreamFixer:
         self._drop_tail()
         if isinstance(self.dialect, _Undetected):
             self.log.warning("no event told the stream's protocol: it passed through untouched")
-            self.report.outcome = "passthrough"
+            self.report.outcome = PASSTHROUGH
         try:
             out += self.dialect.finish(cause)
         except Exception as exc:
@@ -187,18 +183,13 @@ class StreamFixer:
 
     # -- internals --------------------------------------------------------------------
 
-    def _dialect(self, protocol: str) -> Dialect:
-        coercer: Coercer[Any]
-        match protocol:
-            case "responses":
-                coercer = Coercer(RESPONSES_EVENT, self.budget, self._unknown_types)
-                return ResponsesDialect(self.report, coercer, self.log)
-            case "chat":
-                coercer = Coercer(CHAT_EVENT, self.budget, self._unknown_types)
-                return ChatDialect(self.report, coercer, self.log)
-            case _:
-                coercer = Coercer(ANTHROPIC_EVENT, self.budget, self._unknown_types)
-                return AnthropicDialect(self.report, coercer, self.log)
+    def _dialect(self, protocol: Protocol) -> Dialect:
+        spec = SPECS[protocol]
+        coercer: Coercer[Any] = Coercer(spec.events, self.budget, self._unknown_types)
+        dialect = spec.dialect(self.report, coercer, self.log)
+        if self._requested_model is not None:
+            dialect.requested_model = self._requested_model
+        return dialect
 
     def _forward(self, block: bytes) -> tuple[bytes, Exception | None]:
         """The dialect's bytes for a block of frames; if it raises, the block's frames
@@ -267,7 +258,7 @@ class StreamFixer:
     def _give_up(self, why: str, sample: bytes) -> None:
         self.log.warning("%s (it begins %r): passing it through untouched", why, sample[:40])
         self._raw = True
-        self.report.outcome = "passthrough"
+        self.report.outcome = PASSTHROUGH
 
     def _confirm(self, data: bytes) -> None:
         """Check the first event against the protocol: confirm it, tell it (a new
@@ -280,9 +271,9 @@ class StreamFixer:
             return  # a [DONE] first, and the dialect ended the stream on it: it is the path's
         found = sniff(data)
         expected = None if isinstance(self.dialect, _Undetected) else self.report.protocol
-        if found == ANY_PROTOCOL and expected is not None:
+        if found is Sniffed.ANY and expected is not None:
             return  # an `error` first, say: consistent with the request path
-        if found is not None and found != ANY_PROTOCOL and expected in (None, found):
+        if isinstance(found, Protocol) and expected in (None, found):
             if expected is None:
                 self.report.protocol = found
                 self.dialect = self._dialect(found)
@@ -292,7 +283,7 @@ class StreamFixer:
     def _go_raw(self, exc: BaseException | None, pending: bytes) -> bytes:
         """Switch to raw passthrough; return every byte not forwarded yet."""
         self._raw = True
-        self.report.outcome = "passthrough"
+        self.report.outcome = PASSTHROUGH
         if exc is not None:
             where = traceback.extract_tb(exc.__traceback__)[-1]
             self.log.error(
@@ -313,7 +304,7 @@ class StreamFixer:
             self.log.warning(
                 "dropped an incomplete trailing event (%d bytes, event %s): %r",
                 len(tail.raw),
-                tail.event or "-",
+                printable(tail.event or "-"),
                 tail.raw[:80],
             )
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # (protocols imports the dialects, which import this module)
+    from .protocols import Protocol
 
 
 @dataclass
@@ -14,16 +18,49 @@ class Usage:
     reasoning_tokens: int = 0
 
 
+class Ending(StrEnum):
+    """How a stream ended for its client."""
+
+    COMPLETED = "completed"  # the upstream's own successful terminal
+    FAILED = "failed"  # the upstream's `response.failed`
+    INCOMPLETE = "incomplete"  # the upstream's `response.incomplete`
+    ERROR = "error"  # the upstream's in-band error, the terminal of Chat and Anthropic
+    INJECTED = "injected"  # codex-fix ended it with its protocol's error
+    PASSTHROUGH = "passthrough"  # not managed: no known protocol, or fail-open
+    ABORTED = "aborted"  # the flow broke before any terminal (the client left, say)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ending: Ending
+    detail: str | None = None  # the failure class (error, injected), or why it aborted
+
+    @property
+    def terminal(self) -> bool:
+        """A terminal of the stream's protocol reached the client."""
+        return self.ending not in (Ending.PASSTHROUGH, Ending.ABORTED)
+
+    @property
+    def kind(self) -> str:
+        """The outcome without what is particular to one flow, for counting."""
+        return str(self.ending) if self.ending is Ending.ABORTED else str(self)
+
+    def __str__(self) -> str:
+        return f"{self.ending}: {self.detail}" if self.detail else str(self.ending)
+
+
+PASSTHROUGH = Outcome(Ending.PASSTHROUGH)
+COMPLETED = Outcome(Ending.COMPLETED)
+
+
 @dataclass
 class StreamReport:
-    protocol: str
+    protocol: Protocol | None  # None: not known (yet)
     events: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
     model: str | None = None
-    # completed / failed / incomplete (the upstream's terminal), "injected: <class>", or
-    # "passthrough" after fail-open; None while the stream runs.
-    outcome: str | None = None
+    outcome: Outcome | None = None  # None while the stream runs
     repairs: list[str] = field(default_factory=list)
     warnings: int = 0
     usage: Usage | None = None

@@ -19,13 +19,11 @@ from pydantic import ValidationError
 from ..coercion import Coercer
 from ..failures import EndCause, Failure, classify, describe, done_without_terminal
 from ..models import anthropic as m
+from ..models.anthropic import EVENT_TYPES
 from ..reading import read_event
-from ..report import StreamReport, Usage
+from ..report import COMPLETED, Ending, Outcome, StreamReport, Usage
 from ..sse import Frame
-from . import ANTHROPIC_TYPES
 from .base import DialectBase, render
-
-EVENT_TYPES = ANTHROPIC_TYPES | {"error"}
 
 
 class AnthropicDialect(DialectBase):
@@ -116,14 +114,14 @@ class AnthropicDialect(DialectBase):
 
     def _on_message_stop(self, event: m.MessageStop | None) -> None:
         self._terminal = "message_stop"
-        self.report.outcome = "completed"
+        self.report.outcome = COMPLETED
 
     def _on_error_event(self, event: m.Error) -> None:
         self._on_error(event.error.type)
 
     def _on_error(self, error_type: str | None) -> None:
         self._terminal = "error"
-        self.report.outcome = f"error: {classify(error_type) or 'upstream'}"
+        self.report.outcome = Outcome(Ending.ERROR, classify(error_type) or "upstream")
 
     def _usage(self, usage: m.Usage | None) -> None:
         if usage is None:
@@ -145,7 +143,7 @@ class AnthropicDialect(DialectBase):
         """The `error` event anthropic-sdk raises `APIStatusError` for."""
         error_type = failure.frame.anthropic
         self._terminal = "error"
-        self.report.outcome = f"injected: {failure.failure_class}"
+        self.report.outcome = Outcome(Ending.INJECTED, failure.failure_class)
         self.log.warning("injected error event (%s): %s", error_type, failure.message)
         error = {"type": error_type, "message": failure.message}
         return render({"type": "error", "error": error}, "error")

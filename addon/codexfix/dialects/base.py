@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..reading import Json
 from ..report import StreamReport
@@ -14,7 +14,15 @@ from ..sse import Frame
 DONE = b"data: [DONE]\n\n"
 
 
+def _unknown() -> str | None:
+    return None
+
+
 class DialectBase:
+    # The model the client asked for, read from its request only when a dialect needs it
+    # (the proxy sets it; reading a request body costs, and it is rarely needed).
+    requested_model: Callable[[], str | None] = staticmethod(_unknown)
+
     def __init__(self, report: StreamReport, log: logging.LoggerAdapter[logging.Logger]) -> None:
         self.report = report
         self.log = log

@@ -19,7 +19,7 @@ from ..coercion import Coercer
 from ..failures import EndCause, Failure, classify, describe, done_without_terminal
 from ..models import chat as m
 from ..reading import Json, read_event
-from ..report import StreamReport, chat_usage
+from ..report import COMPLETED, Ending, Outcome, StreamReport, chat_usage
 from ..sse import Frame
 from .base import DONE, DialectBase, render
 
@@ -114,7 +114,7 @@ class ChatDialect(DialectBase):
         self._finished.add(index)
         if not self._open:
             self._terminal = "finish_reason"
-            self.report.outcome = "completed"
+            self.report.outcome = COMPLETED
 
     def _on_unmodelled(self, data: bytes, event: str | None) -> None:
         """A chunk that failed its model still says which choices finished."""
@@ -137,7 +137,7 @@ class ChatDialect(DialectBase):
         self._error = True
         self._terminal = "error"
         code_str = code if isinstance(code, str) else None
-        self.report.outcome = f"error: {classify(code_str, error_type) or 'upstream'}"
+        self.report.outcome = Outcome(Ending.ERROR, classify(code_str, error_type) or "upstream")
 
     def finish(self, cause: EndCause) -> bytes:
         if self._done_sent:
@@ -154,7 +154,7 @@ class ChatDialect(DialectBase):
         """The error frame openai-python raises `APIError` for."""
         error_type, code = failure.frame.chat
         self._terminal = "error"
-        self.report.outcome = f"injected: {failure.failure_class}"
+        self.report.outcome = Outcome(Ending.INJECTED, failure.failure_class)
         self.log.warning("injected error frame (%s): %s", code, failure.message)
         error = {"message": failure.message, "type": error_type, "param": None, "code": code}
         return render({"error": error})

@@ -1,9 +1,8 @@
 """The Responses-API stream (OpenAI `/v1/responses`, Codex backend `/backend-api/codex/responses`).
 
-Healthy frames leave as they came. The state kept is what a repair or an injected
-`response.failed` needs: the `response.created` payload (id, model), the last
-`sequence_number`, the `output_item.done` payloads, and the text / argument deltas of
-items whose `done` has not come yet (dropped once it comes).
+Healthy frames leave as they came. The stream's state is the one reading of the protocol,
+`accumulate.responses`; what is the dialect's own: the repairs of a terminal and the
+`response.failed` injected in place of a terminal that never came.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..accumulate.responses import REBUILDABLE, ResponsesAccumulator
 from ..coercion import Coercer
 from ..failures import (
     EndCause,
@@ -28,14 +28,13 @@ from ..failures import (
     responses_code,
 )
 from ..models import responses as m
+from ..models.responses import TERMINALS
 from ..reading import Json, read_event
-from ..report import StreamReport, printable, responses_usage
+from ..report import Ending, Outcome, StreamReport, printable
 from ..sse import Frame
 from .base import DONE, DialectBase, render
 
-TERMINALS = frozenset({"response.completed", "response.failed", "response.incomplete"})
 _USAGE_INTS = ("input_tokens", "output_tokens", "total_tokens")
-_REBUILDABLE = frozenset({"message", "function_call"})
 
 
 class ResponsesDialect(DialectBase):
@@ -49,33 +48,12 @@ class ResponsesDialect(DialectBase):
     ) -> None:
         super().__init__(report, log)
         self.coercer = coercer
-        self._created: bytes | None = None  # data of response.created, the base of a failure
-        self._response_id: str | None = None
-        self._seq: int | None = None
+        self.state = ResponsesAccumulator(report)
         self._event_lines = True  # the stream names its events (`event:` lines)
-        self._done: dict[int, bytes] = {}  # output_index -> data of output_item.done
-        self._done_ids: set[str] = set()
-        self._added: dict[int, bytes] = {}  # output_index -> data of output_item.added
-        self._text: dict[int, dict[int, list[str]]] = {}  # output_index -> content_index -> deltas
-        self._text_item_ids: dict[int, str] = {}
-        self._part_types: dict[tuple[int, int], str] = {}
-        self._args: dict[int, list[str]] = {}
-        self._error: tuple[str, str] | None = None
-        # Dispatch on the exact class: a dict lookup, where class patterns would cost an
-        # isinstance() through pydantic's metaclass per case. Text deltas, the bulk of a
-        # stream, are handled inline in on_events; terminals and unmodelled events are
-        # left to on_frame.
-        self._handlers: dict[type, Callable[[Any, bytes], None]] = {
-            m.ItemDelta: self._on_item_delta,
-            m.ContentPartEvent: self._on_content_part,
-            m.OutputItemEvent: self._on_output_item,
-            m.Lifecycle: self._on_lifecycle,
-            m.ErrorEvent: self._on_error_model,
-        }
 
     @property
     def error_pending(self) -> bool:
-        return self._error is not None and self._terminal is None
+        return self.state.error is not None and self._terminal is None
 
     # -- frames ---------------------------------------------------------------------
 
@@ -109,7 +87,8 @@ class ResponsesDialect(DialectBase):
             self._event_lines = names[0] is not None
         # Any: the exact-class checks below narrow nothing for mypy.
         validate: Callable[[bytes], Any] = self.coercer.validate
-        handlers = self._handlers
+        state = self.state
+        handlers = state.handlers
         text_delta, terminal = m.TextDelta, m.Terminal
         handled = 0
         index = content = -1
@@ -124,10 +103,10 @@ class ResponsesDialect(DialectBase):
             if cls is text_delta:
                 if model.output_index != index or model.content_index != content:
                     index, content = model.output_index, model.content_index
-                    deltas = self._text_deltas(model)
+                    deltas = state.text_deltas(model)
                 deltas.append(model.delta)
             elif cls is terminal:
-                if self._clean_terminal(model):
+                if self._clean_terminal(model, data):
                     handled += 1
                 break  # what follows a terminal is on_frame's to drop
             elif (handler := handlers.get(cls)) is not None:
@@ -135,44 +114,9 @@ class ResponsesDialect(DialectBase):
             last = model
             handled += 1
         if last is not None and last.sequence_number is not None:
-            self._seq = last.sequence_number
+            state.seq = last.sequence_number
         self.report.events += handled
         return handled
-
-    def _text_deltas(self, event: m.TextDelta) -> list[str]:
-        """Where the deltas of this content part go (a throwaway list once its item is done)."""
-        index = event.output_index
-        if index in self._done:
-            return []
-        parts = self._text.get(index)
-        if parts is None:
-            parts = self._text[index] = {}
-            if event.item_id:
-                self._text_item_ids[index] = event.item_id
-        return parts.setdefault(event.content_index, [])
-
-    def _on_item_delta(self, event: m.ItemDelta, data: bytes) -> None:
-        if event.output_index not in self._done:
-            self._args.setdefault(event.output_index, []).append(event.delta)
-
-    def _on_content_part(self, event: m.ContentPartEvent, data: bytes) -> None:
-        self._part_types[(event.output_index, event.content_index)] = event.part.type
-
-    def _on_output_item(self, event: m.OutputItemEvent, data: bytes) -> None:
-        if event.type == "response.output_item.added":
-            self._added[event.output_index] = data
-        else:
-            self._item_done(event.output_index, event.item.id, data)
-
-    def _on_lifecycle(self, event: m.Lifecycle, data: bytes) -> None:
-        # created is the base of an injected failure; in_progress stands in for it.
-        if event.type == "response.created" or self._created is None:
-            self._created = data
-            self._response_id = event.response.id
-            self.report.model = event.response.model
-
-    def _on_error_model(self, event: m.ErrorEvent, data: bytes) -> None:
-        self._on_error(read_event(data).obj or {})
 
     def _on_json(self, frame: Frame, data: bytes) -> bytes:
         """What the fast path leaves, read as JSON: a terminal that needs repair, or an
@@ -186,48 +130,16 @@ class ResponsesDialect(DialectBase):
         if event_type in TERMINALS:
             if obj is None:  # unreadable, yet the client's terminal all the same
                 self._terminal = event_type
-                self.report.outcome = event_type.removeprefix("response.")
+                self.report.outcome = _ending(event_type)
                 return frame.raw
             return self._on_terminal(frame, obj, event_type)
-        if obj is None:
-            return frame.raw
-        if (seq := _count(obj.get("sequence_number"))) is not None:
-            self._seq = seq
-        if event_type == "response.created":
-            self._created = data
-            response = obj.get("response")
-            if isinstance(response, dict):
-                if isinstance(response.get("id"), str):
-                    self._response_id = response["id"]
-                if isinstance(response.get("model"), str):
-                    self.report.model = response["model"]
-        elif event_type == "response.output_item.done":
-            index, item = _count(obj.get("output_index")), obj.get("item")
-            if index is not None:
-                item_id = item.get("id") if isinstance(item, dict) else None
-                self._item_done(index, item_id if isinstance(item_id, str) else None, data)
-        elif event_type == "error":
-            self._on_error(obj)
+        if obj is not None:
+            self.state.feed_object(obj, data)
         return frame.raw
-
-    def _item_done(self, output_index: int, item_id: str | None, data: bytes) -> None:
-        self._done[output_index] = data
-        if item_id:
-            self._done_ids.add(item_id)
-        self._added.pop(output_index, None)
-        self._text.pop(output_index, None)
-        self._args.pop(output_index, None)
-
-    def _on_error(self, event: Json) -> None:
-        """Keep an `error` event's code and message (top-level or nested) for the end."""
-        nested = event.get("error")
-        places = [event, nested] if isinstance(nested, dict) else [event]
-        code = _first_str(places, "code") or _first_str(places[1:], "type") or "server_error"
-        self._error = (code, _first_str(places, "message") or "upstream error")
 
     # -- terminal repairs -----------------------------------------------------------
 
-    def _clean_terminal(self, event: m.Terminal) -> bool:
+    def _clean_terminal(self, event: m.Terminal, data: bytes) -> bool:
         """Take a terminal whose model holds all a repair would check, if none is needed.
 
         The model guarantees the response object, its id and valid usage; only `output`
@@ -237,26 +149,20 @@ class ResponsesDialect(DialectBase):
         response = event.response
         if event.type == "response.completed":
             output = response.output
-            if output is None or (not output and self._streamed()):
+            if output is None or (not output and self.state.streamed()):
                 return False
-            done, done_ids = self._done, self._done_ids
+            done, done_ids = self.state.done, self.state.done_ids
             for index, item in enumerate(output):
                 if index not in done and item.id not in done_ids:
                     return False  # an output_item.done to synthesize
         self._terminal = event.type
-        self.report.outcome = event.type.removeprefix("response.")
-        if response.model is not None:
-            self.report.model = response.model
-        if response.usage is not None:
-            self.report.usage = responses_usage(response.usage.model_dump())
+        self.report.outcome = _ending(event.type)
+        self.state.on_terminal(event, data)
         return True
-
-    def _streamed(self) -> bool:
-        return bool(self._done or self._added or self._text)
 
     def _on_terminal(self, frame: Frame, obj: Json, terminal: str) -> bytes:
         self._terminal = terminal
-        self.report.outcome = terminal.removeprefix("response.")
+        self.report.outcome = _ending(terminal)
         response = obj.get("response")
         if not isinstance(response, dict):
             response = obj["response"] = {}
@@ -267,7 +173,7 @@ class ResponsesDialect(DialectBase):
             synthesized = self._repair_output(response, first_seq)
         self._repair_id(response, terminal)
         self._repair_usage(response)
-        self._record_usage(response)
+        self.state.on_terminal(self.state.lax_event(obj), frame.data or b"")
         if not self.report.repairs:
             return frame.raw
         if synthesized and first_seq is not None:
@@ -283,7 +189,7 @@ class ResponsesDialect(DialectBase):
     def _repair_output(self, response: Json, first_seq: int | None) -> list[Json]:
         """Repairs 4a and 4b: a usable `output`, and a `done` event for each of its items."""
         output = response.get("output")
-        if not isinstance(output, list) or (not output and self._streamed()):
+        if not isinstance(output, list) or (not output and self.state.streamed()):
             described = "missing" if "output" not in response else json.dumps(output)[:20]
             output = response["output"] = self._streamed_items()
             self._repaired(
@@ -312,52 +218,16 @@ class ResponsesDialect(DialectBase):
         # By position or by id: some upstreams (OpenRouter) give the final items new ids,
         # trimmed recordings skip output indexes.
         item_id = item.get("id")
-        return index in self._done or (isinstance(item_id, str) and item_id in self._done_ids)
+        state = self.state
+        return index in state.done or (isinstance(item_id, str) and item_id in state.done_ids)
 
     def _streamed_items(self) -> list[Json]:
-        indexes = sorted(self._done.keys() | self._added.keys() | self._text.keys())
-        items = []
-        for index in indexes:
-            item = self._item(index)
-            if item is not None:
-                items.append(item)
-        return items
-
-    def _item(self, index: int) -> Json | None:
-        """The finished item at `index`, or one rebuilt from its added event and deltas."""
-        if index in self._done:
-            done = read_event(self._done[index]).obj or {}
-            return done.get("item") if isinstance(done.get("item"), dict) else None
-        item: Json | None = None
-        if index in self._added:
-            added = (read_event(self._added[index]).obj or {}).get("item")
-            item = dict(added) if isinstance(added, dict) else None
-        if item is None and index in self._text:
-            item = {"type": "message", "role": "assistant"}
-            if index in self._text_item_ids:
-                item["id"] = self._text_item_ids[index]
-        if item is None:
-            return None
-        if item.get("type") in _REBUILDABLE:
-            item["status"] = "completed"
-        if item.get("type") == "message":
-            item["content"] = [
-                self._part(index, ci, "".join(deltas))
-                for ci, deltas in sorted(self._text.get(index, {}).items())
-            ]
-        elif item.get("type") == "function_call" and index in self._args:
-            item["arguments"] = "".join(self._args[index])
-        return item
-
-    def _part(self, index: int, content_index: int, text: str) -> Json:
-        if self._part_types.get((index, content_index)) == "refusal":
-            return {"type": "refusal", "refusal": text}
-        return {"type": "output_text", "text": text, "annotations": []}
+        return [item for index in self.state.indexes() if (item := self.state.item(index))]
 
     def _repair_id(self, response: Json, terminal: str) -> None:
         if isinstance(response.get("id"), str):
             return
-        response["id"] = self._response_id or _generated_id()
+        response["id"] = self.state.response_id or _generated_id()
         self._repaired("id", f"{terminal} had no response.id; used {response['id']}")
 
     def _repair_usage(self, response: Json) -> None:
@@ -374,13 +244,6 @@ class ResponsesDialect(DialectBase):
         usage["total_tokens"] = total
         self._repaired("usage", "completed usage with integer token counts")
 
-    def _record_usage(self, response: Json) -> None:
-        usage = response.get("usage")
-        if isinstance(response.get("model"), str):
-            self.report.model = response["model"]
-        if isinstance(usage, dict):
-            self.report.usage = responses_usage(usage)
-
     # -- the end ----------------------------------------------------------------------
 
     def finish(self, cause: EndCause) -> bytes:
@@ -396,57 +259,80 @@ class ResponsesDialect(DialectBase):
 
     def _inject(self, failure: Failure) -> bytes:
         """A `response.failed` in place of the terminal the upstream never sent."""
-        if self._error is not None:
-            upstream_code, message = self._error
+        state = self.state
+        if state.error is not None:
+            upstream_code, message = state.error
             code = responses_code(upstream_code)
-            self.report.outcome = f"injected: upstream {classify(upstream_code) or 'error'}"
+            self.report.outcome = Outcome(
+                Ending.INJECTED, f"upstream {classify(upstream_code) or 'error'}"
+            )
         else:
             code, message = failure.frame.responses, failure.message
-            self.report.outcome = f"injected: {failure.failure_class}"
+            self.report.outcome = Outcome(Ending.INJECTED, failure.failure_class)
         self.log.warning("injected response.failed (%s): %s", printable(code), printable(message))
         self._terminal = "response.failed"
         # openai-python's stream helper needs response.created before anything else.
-        prefix = self._synthesized_created() if self._created is None else b""
-        assert self._created is not None
-        created = (read_event(self._created).obj or {}).get("response")
+        prefix = self._synthesized_created() if state.created is None else b""
+        assert state.created is not None
+        created = (read_event(state.created).obj or {}).get("response")
         response: Json = dict(created) if isinstance(created, dict) else {}
         if not isinstance(response.get("id"), str):
-            response["id"] = self._response_id = self._response_id or _generated_id()
+            response["id"] = state.response_id = state.response_id or _generated_id()
         failed: Json = {"status": "failed", "error": {"code": code, "message": message}}
         response.update(
             failed,
             incomplete_details=None,
-            output=[item for index in sorted(self._done) if (item := self._item(index))],
+            output=self._output_so_far(),
         )
         event = self._event("response.failed", response)
         try:
-            return prefix + self._render(event)
+            rendered = self._render(event)
         except (RecursionError, ValueError):
             # What the upstream sent is nested deeper than json.dumps goes: the failure
             # without the fields copied from it.
             event["response"] = {"id": response["id"], "object": "response", **failed}
-            return prefix + self._render(event)
+            rendered = self._render(event)
+        state.on_terminal(state.lax_event(event), rendered)
+        return prefix + rendered
+
+    def _output_so_far(self) -> list[Json]:
+        """The failure's `output`: the finished items, then those in progress that deltas
+        rebuild, as `incomplete`. openai-node's `finalResponse()` and openai-python's failed
+        event take their text from here; the Codex CLI reads only done events."""
+        state, items = self.state, []
+        for index in state.indexes():
+            item = state.item(index)
+            if item is None:
+                continue
+            if index not in state.done:
+                if item.get("type") not in REBUILDABLE:
+                    continue
+                item["status"] = "incomplete"
+            items.append(item)
+        return items
 
     def _synthesized_created(self) -> bytes:
-        self._response_id = self._response_id or _generated_id()
+        state = self.state
+        state.response_id = state.response_id or _generated_id()
+        # `model` is a string in the AI SDK's schema of response.created: the request's.
         response: Json = {
-            "id": self._response_id,
+            "id": state.response_id,
             "object": "response",
             "created_at": int(time.time()),
             "status": "in_progress",
+            "model": self.requested_model() or "",
             "output": [],
         }
-        self._created = json.dumps({"type": "response.created", "response": response}).encode()
+        state.created = json.dumps({"type": "response.created", "response": response}).encode()
         return self._render(self._event("response.created", response))
 
     def _event(self, event_type: str, response: Json) -> Json:
-        """A lifecycle event numbered after the last one seen (if the stream numbers them)."""
-        event: Json = {"type": event_type}
-        if self._seq is not None:
-            self._seq += 1
-            event["sequence_number"] = self._seq
-        event["response"] = response
-        return event
+        """A lifecycle event, numbered: every event codex-fix writes has a number (the AI
+        SDK's schema of response.failed requires one), after the upstream's last, or, when
+        the upstream numbered none, as the API would have: one per event, from 0."""
+        state = self.state
+        state.seq = self.report.events if state.seq is None else state.seq + 1
+        return {"type": event_type, "sequence_number": state.seq, "response": response}
 
     def _render(self, event: Json) -> bytes:
         return render(event, str(event["type"]) if self._event_lines else None)
@@ -470,12 +356,10 @@ def _count(value: object) -> int | None:
     return value if type(value) is int and 0 <= value < 2**63 else None
 
 
+def _ending(terminal: str) -> Outcome:
+    """The outcome a terminal event names: completed, failed or incomplete."""
+    return Outcome(Ending(terminal.removeprefix("response.")))
+
+
 def _generated_id() -> str:
     return "resp_codexfix_" + secrets.token_hex(12)
-
-
-def _first_str(places: list[Json], key: str) -> str | None:
-    for place in places:
-        if isinstance(place.get(key), str) and place[key]:
-            return str(place[key])
-    return None

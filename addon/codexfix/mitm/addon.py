@@ -6,7 +6,6 @@ import logging
 import os
 import time
 import weakref
-from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,10 +17,12 @@ from ..capture import Capture, FlowFacts
 from ..coercion import UnknownTypes
 from ..decoding import Bounded, decoder_for
 from ..fixer import Limits, StreamFixer
-from ..report import StreamReport, printable
+from ..protocols import protocol_for
+from ..report import Ending, Outcome
 from . import shim
-from .scope import DEFAULT_FILTER, identity_encoded, is_sse_response, protocol_for, wants_sse
+from .scope import DEFAULT_FILTER, identity_encoded, is_sse_response, requested_model, wants_sse
 from .stream import FlowStream
+from .summary import FlowLog, Stats, flow_log, summary
 
 log = logging.getLogger("codexfix")
 
@@ -39,22 +40,6 @@ class Settings(NamedTuple):
     capture_dir: Path | None
     max_decoded_size: int
     max_request_scan: int
-
-
-class FlowLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes every line with the flow it is about."""
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        return f"[{self.extra['flow'] if self.extra else '?'}] {msg}", kwargs
-
-
-def flow_log(flow: http.HTTPFlow) -> FlowLog:
-    return FlowLog(log, {"flow": f"{flow.id[:8]} {_where(flow.request)}"})
-
-
-def _where(request: http.Request) -> str:
-    """Host and path, without the query: a query may carry a key (`?key=…`)."""
-    return request.host + request.path.split("?", 1)[0]
 
 
 class CodexFix:
@@ -227,24 +212,37 @@ class CodexFix:
     def response(self, flow: http.HTTPFlow) -> None:
         stream = self.streams.pop(flow, None)
         if stream is not None:
-            self._end(flow, stream, stream.fixer.report.outcome or "?")
+            report = stream.fixer.report
+            self._end(flow, stream, report.outcome or Outcome(Ending.ABORTED, "no end seen"))
 
     def error(self, flow: http.HTTPFlow) -> None:
         stream = self.streams.pop(flow, None)
-        if stream is not None:
-            stream.record()  # the stream never saw its end
-            self._end(flow, stream, f"error: {flow.error.msg if flow.error else '?'}")
+        if stream is None:
+            return
+        # A stream whose terminal reached the client ended as that terminal says, though
+        # the flow broke after it (the Codex CLI disconnects right after
+        # `response.completed`); else the flow's error is how it ended.
+        report = stream.fixer.report
+        if report.outcome is None or not report.outcome.terminal:
+            report.outcome = Outcome(Ending.ABORTED, flow.error.msg if flow.error else "?")
+        stream.record()  # the stream never saw its end
+        self._end(flow, stream, report.outcome)
 
     @command.command("codexfix.stats")  # type: ignore[untyped-decorator,misc,unused-ignore]
     def stats_command(self) -> str:
         """Counts of handled streams by protocol, outcome, repair and warning since start."""
         return self.stats.render()
 
-    def _end(self, flow: http.HTTPFlow, stream: FlowStream, outcome: str) -> None:
+    def _end(self, flow: http.HTTPFlow, stream: FlowStream, outcome: Outcome) -> None:
         flow_log(flow).info(summary(flow, stream, outcome))
         self.stats.add(stream.fixer.report, outcome)
         if stream.capture is not None:
-            stream.capture.close(facts(flow, stream, outcome))
+            stream.capture.close(
+                facts(flow, stream),
+                stream.fixer.report,
+                outcome=outcome,
+                warnings=stream.fixer.budget.lines,
+            )
 
     def _new_stream(
         self, flow: http.HTTPFlow, flog: FlowLog, decoder: tuple[str, Bounded] | None = None
@@ -252,7 +250,17 @@ class CodexFix:
         settings = self.settings
         assert settings is not None
         protocol = protocol_for(flow.request.path)
-        fixer = StreamFixer(protocol, settings.limits, flog, time.monotonic(), self.unknown_types)
+        # Read only if a failure must be shaped before the upstream named its model; a
+        # weak reference: the flow holds the stream, which holds this.
+        request = weakref.ref(flow.request)
+        fixer = StreamFixer(
+            protocol,
+            settings.limits,
+            flog,
+            time.monotonic(),
+            self.unknown_types,
+            requested_model=lambda: _model_of(request(), settings.max_request_scan, flog),
+        )
         capture = None
         if settings.capture_dir is not None:
             capture = Capture(settings.capture_dir, flow.request.timestamp_start, flow.id, flog)
@@ -272,34 +280,6 @@ class CodexFix:
         stream.no_response(timeout)
         flow.response.content = b"".join(stream(b""))  # the fixer's end, as for a stream
         return flow.response
-
-
-class Stats:
-    """What `codexfix.stats` tells: counts since start."""
-
-    def __init__(self) -> None:
-        self.streams = 0
-        self.protocols: Counter[str] = Counter()
-        self.outcomes: Counter[str] = Counter()
-        self.repairs: Counter[str] = Counter()
-        self.warnings = 0
-
-    def add(self, report: StreamReport, outcome: str) -> None:
-        self.streams += 1
-        self.protocols[report.protocol] += 1
-        self.outcomes[outcome.split(" (", 1)[0]] += 1
-        self.repairs.update(report.repairs)
-        self.warnings += report.warnings
-
-    def render(self) -> str:
-        lines = [f"streams: {self.streams}", f"coercion warnings: {self.warnings}"]
-        for title, counts in (
-            ("protocol", self.protocols),
-            ("outcome", self.outcomes),
-            ("repair", self.repairs),
-        ):
-            lines += [f"{title} {name}: {n}" for name, n in counts.most_common()]
-        return "\n".join(lines)
 
 
 AUTO_KEEP_BODY = 4 * 1024 * 1024
@@ -354,9 +334,9 @@ def _capture_dir(value: str) -> Path | None:
     return path
 
 
-def facts(flow: http.HTTPFlow, stream: FlowStream, outcome: str) -> FlowFacts:
-    """What a capture records of a flow (redacted by the capture itself)."""
-    request, response, report = flow.request, flow.response, stream.fixer.report
+def facts(flow: http.HTTPFlow, stream: FlowStream) -> FlowFacts:
+    """What a capture records of a flow beyond its report (redacted by the capture itself)."""
+    request, response = flow.request, flow.response
     ttfb = stream.first_byte_at - request.timestamp_start if stream.first_byte_at else None
     return FlowFacts(
         method=request.method,
@@ -364,21 +344,17 @@ def facts(flow: http.HTTPFlow, stream: FlowStream, outcome: str) -> FlowFacts:
         http_version=request.http_version,
         request_headers=list(request.headers.items(multi=True)),
         request_body=request.raw_content,
-        protocol=report.protocol,
         response_status=response.status_code if response else None,
-        response_headers=list(response.headers.items(multi=True)) if response else None,
+        response_headers=list(response.headers.items(multi=True)) if response else (),
         duration_s=time.time() - request.timestamp_start,
         ttfb_s=ttfb,
-        outcome=outcome,
-        model=report.model,
-        events=report.events,
-        bytes_in=report.bytes_in,
-        bytes_out=report.bytes_out,
-        repairs=report.repairs,
-        warnings=stream.fixer.budget.lines,
-        notes=report.notes,
-        usage=report.usage,
     )
+
+
+def _model_of(
+    request: http.Request | None, max_scan: int, log: logging.LoggerAdapter[logging.Logger]
+) -> str | None:
+    return None if request is None else requested_model(request, max_scan, log)
 
 
 def _seconds(name: str, value: str) -> float:
@@ -389,30 +365,3 @@ def _seconds(name: str, value: str) -> float:
     if not seconds >= 0 or seconds == float("inf"):
         raise exceptions.OptionsError(f"{name}: must be a finite number >= 0, got {value!r}")
     return seconds
-
-
-def summary(flow: http.HTTPFlow, stream: FlowStream, outcome: str) -> str:
-    """The one INFO line per matched stream."""
-    request = flow.request
-    status = flow.response.status_code if flow.response else "-"
-    duration = time.time() - request.timestamp_start
-    report = stream.fixer.report
-    parts = [f"{request.method} {_where(request)} {status} {report.protocol}"]
-    ttfb = f"{stream.first_byte_at - request.timestamp_start:.2f}s" if stream.first_byte_at else "-"
-    parts += [
-        f"model={printable(report.model or '-')}",  # upstream text: escaped
-        f"events={report.events}",
-        f"bytes={report.bytes_in}->{report.bytes_out}",
-        f"duration={duration:.2f}s",
-        f"ttfb={ttfb}",
-        f"outcome={outcome}",
-        f"repairs={','.join(report.repairs) or '-'}",
-        f"warnings={report.warnings}",
-    ]
-    if report.usage:
-        u = report.usage
-        parts.append(
-            f"tokens=in:{u.input_tokens} cached:{u.cached_tokens} "
-            f"out:{u.output_tokens} reasoning:{u.reasoning_tokens}"
-        )
-    return "summary: " + " ".join(parts)

@@ -11,33 +11,22 @@ from pydantic import ValidationError
 
 from ..decoding import DecodeError, TooLarge, decode_body
 from ..models.base import Model
+from ..protocols import endpoints_pattern
 
-# The streaming endpoints of the three protocols on any host: the Codex backend and
-# Responses (`…/v1/responses`, OpenRouter's `/api/v1/responses`), Chat Completions
-# (`…/chat/completions`, Azure's deployments too), Anthropic Messages (`…/v1/messages`).
+# The streaming endpoints of the three protocols on any host (protocols.SPECS): the Codex
+# backend and Responses, Chat Completions (Azure's deployments too), Anthropic Messages.
 # POST only: the Codex CLI's WebSocket upgrade is a GET on the same path.
-DEFAULT_FILTER = (
-    '~m POST & ~u "(/backend-api/codex/responses|/v1/responses|/chat/completions|/v1/messages)'
-    '([?]|$)"'
-)
-_PROTOCOL_BY_PATH = re.compile(r"/(?:(responses)|chat/(completions)|v1/(messages))/?$")
-_PROTOCOLS = ("responses", "chat", "anthropic")
+DEFAULT_FILTER = f'~m POST & ~u "{endpoints_pattern()}"'
 
 
-def protocol_for(path: str) -> str | None:
-    """The protocol a request path names, or None (the first event will tell)."""
-    match = _PROTOCOL_BY_PATH.search(path.split("?", 1)[0])
-    if match is None:
-        return None
-    return _PROTOCOLS[(match.lastindex or 1) - 1]  # the one group that matched
-
-
-class _Streaming(Model):
-    """The one key of a request body that asks for a stream. The JSON parser skips every
-    other value without building it (a request may carry megabytes of input), and a
-    nesting too deep for it is a ValidationError, never a RecursionError."""
+class _RequestKeys(Model):
+    """The keys codex-fix reads of a request body: whether it asks for a stream, and the
+    model. The JSON parser skips every other value without building it (a request may
+    carry megabytes of input), and a nesting too deep for it is a ValidationError, never
+    a RecursionError."""
 
     stream: Any = None
+    model: Any = None
 
 
 def wants_sse(
@@ -52,31 +41,47 @@ def wants_sse(
     """
     if "text/event-stream" in request.headers.get("accept", ""):
         return True
-    raw = request.raw_content
-    if not raw:
+    body = _decoded_body(
+        request, max_scan, log, 'for "stream": true; the response\'s Content-Type decides'
+    )
+    if body is None or b'"stream"' not in body:
         return False
-    encoding = request.headers.get("content-encoding")
-    try:
-        body = decode_body(raw, encoding, max_scan)
-    except TooLarge:
-        log.info(
-            "request body decodes to more than %d bytes (codexfix_max_request_scan): "
-            'not read for "stream": true; the response\'s Content-Type decides',
-            max_scan,
-        )
-        return False
-    except DecodeError as exc:
-        log.debug("request body (content-encoding %s) not read: %s", encoding, exc)
-        return False
-    if b'"stream"' not in body:
-        return False
-    asked = _stream_flag(body)
-    if asked is None and _SURROGATE_ESCAPE.search(body):
-        asked = _stream_flag(_SURROGATE_ESCAPE.sub(rb"\\ufffd", body))
-    if asked is None:
+    keys = _request_keys(body)
+    if keys is None:
         log.debug('request body not read for "stream": not a JSON object')
         return False
-    return asked
+    return keys.stream is True
+
+
+def requested_model(
+    request: http.Request, max_scan: int, log: logging.LoggerAdapter[logging.Logger]
+) -> str | None:
+    """The model a request body names (read as `wants_sse` reads it), if any."""
+    body = _decoded_body(request, max_scan, log, "for its model")
+    keys = _request_keys(body) if body is not None else None
+    return keys.model if keys is not None and isinstance(keys.model, str) else None
+
+
+def _decoded_body(
+    request: http.Request, max_scan: int, log: logging.LoggerAdapter[logging.Logger], why: str
+) -> bytes | None:
+    """The request body decoded, at most `max_scan` bytes of it; None if it is empty, larger
+    or does not decode."""
+    raw = request.raw_content
+    if not raw:
+        return None
+    encoding = request.headers.get("content-encoding")
+    try:
+        return decode_body(raw, encoding, max_scan)
+    except TooLarge:
+        log.info(
+            "request body decodes to more than %d bytes (codexfix_max_request_scan): not read %s",
+            max_scan,
+            why,
+        )
+    except DecodeError as exc:
+        log.debug("request body (content-encoding %s) not read: %s", encoding, exc)
+    return None
 
 
 # pydantic's JSON parser rejects a lone surrogate escape ("\ud83d"), which JSON allows and
@@ -85,13 +90,16 @@ def wants_sse(
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-def _stream_flag(body: bytes) -> bool | None:
-    """Whether the top-level "stream" is true; None if the body is not read as a JSON object
-    (invalid, another value, nested too deeply)."""
-    try:
-        return _Streaming.model_validate_json(body).stream is True
-    except ValidationError:
-        return None
+def _request_keys(body: bytes) -> _RequestKeys | None:
+    """The keys of a JSON object body; None if it is not read as one (invalid, another
+    value, nested too deeply)."""
+    for text in (body, _SURROGATE_ESCAPE.sub(rb"\\ufffd", body)):
+        try:
+            return _RequestKeys.model_validate_json(text)
+        except ValidationError:
+            if not _SURROGATE_ESCAPE.search(body):
+                return None
+    return None
 
 
 def is_sse_response(response: http.Response, sse_requested: bool) -> bool:

@@ -18,6 +18,7 @@ from ..capture import Capture
 from ..decoding import Bounded, DecodeError, TooLarge
 from ..failures import EndCause, NoResponse, UpstreamBroken, UpstreamEnded
 from ..fixer import StreamFixer
+from ..report import PASSTHROUGH
 from .shim import ManagedStream
 
 
@@ -102,7 +103,7 @@ class FlowStream(ManagedStream):
                 out = self.fixer.finish(self._end_cause())
         except Exception as exc:  # the fixer fails open by itself; this is the last guard
             self._broken = True
-            self.fixer.report.outcome = "passthrough"
+            self.fixer.report.outcome = PASSTHROUGH
             self.log.error("internal error, stream switched to raw passthrough: %r", exc)
             out = data
         # Only events can start (or end) a grace period, and they leave as output.
@@ -126,8 +127,8 @@ class FlowStream(ManagedStream):
         if self.client.limit:
             flow.response.raw_content = self.client.take()
         info: dict[str, Any] = {
-            "protocol": report.protocol,
-            "outcome": report.outcome,
+            "protocol": report.protocol or "unknown",
+            "outcome": str(report.outcome) if report.outcome else None,
             "repairs": list(report.repairs),
             "notes": list(report.notes),
             "warnings": list(self.fixer.budget.lines),

@@ -19,20 +19,22 @@ import json
 import re
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from mitmproxy import ctx, exceptions, http
 
+from ..accumulate.responses import ResponsesAccumulator
 from ..coercion import Coercer, UnknownTypes, WarningBudget
 from ..fixer import Limits
 from ..models.responses import RESPONSES_EVENT, ResponsesEvent
-from .addon import flow_log
+from ..protocols import Protocol, endpoints_pattern
+from ..reading import read_event
+from .summary import flow_log
 
 MODES = ("downgrade", "passthrough")
-# The paths of DEFAULT_FILTER (scope.py): the Codex backend and the Responses API.
-RESPONSES_PATH = re.compile(r"(/backend-api/codex/responses|/v1/responses)([?]|$)")
-TERMINALS = frozenset({"response.completed", "response.failed", "response.incomplete"})
+# The Responses endpoints of DEFAULT_FILTER (scope.py): the Codex backend and the API.
+RESPONSES_PATH = re.compile(endpoints_pattern(Protocol.RESPONSES))
 _MATCHED = "codexfix.websocket"
 
 
@@ -47,12 +49,12 @@ class Tally:
     coercer: Coercer[ResponsesEvent]
     budget: WarningBudget
     started: float
+    state: ResponsesAccumulator = field(default_factory=ResponsesAccumulator)
     client_messages: int = 0
     server_messages: int = 0
     events: int = 0
     binary: int = 0
     bytes_in: int = 0
-    terminal: str | None = None
 
 
 def is_responses_upgrade(request: http.Request) -> bool:
@@ -140,10 +142,12 @@ class WebSocketTransport:
             return
         event = tally.coercer.coerce(message.content, None)
         if event is None:
+            obj = read_event(message.content).obj
+            if obj is not None:
+                tally.state.feed_object(obj, message.content)
             return
         tally.events += 1
-        if event.type in TERMINALS:
-            tally.terminal = event.type
+        tally.state.feed(event, message.content)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         tally = self.tallies.pop(flow, None)
@@ -163,7 +167,7 @@ def summary(flow: http.HTTPFlow, tally: Tally) -> str:
         f"binary={tally.binary}",
         f"bytes={tally.bytes_in}",
         f"duration={time.monotonic() - tally.started:.2f}s",
-        f"terminal={tally.terminal or '-'}",
+        f"terminal={tally.state.terminal or '-'}",
         f"close={close} by {by}",
         f"warnings={tally.budget.count}",
     ]

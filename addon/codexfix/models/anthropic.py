@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
-from .base import Model
+from .base import Model, event_types, union_members
 
 
 class Usage(Model):
@@ -122,3 +122,5 @@ AnthropicEvent = Annotated[
 ]
 
 ANTHROPIC_EVENT: TypeAdapter[AnthropicEvent] = TypeAdapter(AnthropicEvent)
+EVENT_TYPES = event_types(*union_members(AnthropicEvent))
+TERMINALS = frozenset({"message_stop", "error"})

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictInt, TypeAdapter
 
 from .base import Model as _Model
+from .base import event_types
 
 
 # Strict: JSON integers only. Lax validation would take "10", 10.0 or true, which the
@@ -200,3 +201,6 @@ ResponsesEvent = Annotated[
 ]
 
 RESPONSES_EVENT: TypeAdapter[ResponsesEvent] = TypeAdapter(ResponsesEvent)
+
+# The events that end a stream.
+TERMINALS = event_types(Terminal)

@@ -1,7 +1,7 @@
-"""Run a real ``mitmdump`` subprocess from tests.
+"""A real ``mitmdump`` subprocess on 127.0.0.1, for tests and scripts.
 
 The proxy is the ``mitmdump`` of the running interpreter's virtualenv, so the
-same test file exercises whichever mitmproxy version the venv has installed.
+same code exercises whichever mitmproxy version the venv has installed.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Self
 
-HOST = "127.0.0.1"
+from .wire import HOST
+
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 # mitmproxy 11 and 12 both log e.g. "HTTP(S) proxy listening at 127.0.0.1:8080."
@@ -98,7 +98,7 @@ class Mitmdump:
         except FileNotFoundError:
             return ""
 
-    def start(self) -> Mitmdump:
+    def start(self) -> Self:
         """Launch mitmdump and wait (bounded) until it is listening.
 
         If the port picked by :func:`free_port` was grabbed by someone else in
@@ -164,7 +164,7 @@ class Mitmdump:
             self._log_file.close()
             self._log_file = None
 
-    def __enter__(self) -> Mitmdump:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -176,35 +176,20 @@ class Mitmdump:
         self.stop()
 
 
-ADDON = Path(__file__).resolve().parent.parent / "addon" / "codex_fix.py"
-# codex-fix's timeouts in the end-to-end tests: a stall or a missing response ends within
-# seconds; the mock backend's CA is not in mitmproxy's trust store.
-E2E_OPTIONS = {
-    "codexfix_idle_timeout": "1.5",
-    "codexfix_terminal_grace": "0.3",
-    "codexfix_header_timeout": "1.5",
-    "ssl_insecure": "true",
-}
-
-
-@contextmanager
-def addon_proxies(
-    modes: Mapping[str, str], directory: Callable[[str], Path], script: Path = ADDON
-) -> Iterator[dict[str, Mitmdump]]:
-    """One mitmdump with codex-fix per `name: mode`, each in `directory(name)`; all stopped."""
-    started: dict[str, Mitmdump] = {}
-    try:
-        for name, mode in modes.items():
-            where = directory(name)
-            started[name] = Mitmdump(
-                (),
-                mode=mode,
-                confdir=where / "conf",
-                script=script,
-                options=E2E_OPTIONS,
-                log_path=where / "mitmdump.log",
-            ).start()
-        yield started
-    finally:
-        for proxy in started.values():
-            proxy.stop()
+def with_and_without(
+    mode: str, directory: Path, script: Path, options: Mapping[str, str]
+) -> dict[str, Mitmdump]:
+    """Two started mitmdumps in `mode`, for a comparison: "plain" (no addon) and
+    "codex-fix" (`script` with `options`), each with its own confdir and log under
+    `directory`. The caller stops them."""
+    proxies: dict[str, Mitmdump] = {}
+    for label, addon in (("plain", None), ("codex-fix", script)):
+        proxies[label] = Mitmdump(
+            (),
+            mode=mode,
+            confdir=directory / label / "conf",
+            script=addon,
+            options=options if addon else {},
+            log_path=directory / label / "mitmdump.log",
+        ).start()
+    return proxies

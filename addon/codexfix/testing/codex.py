@@ -1,9 +1,7 @@
-"""Run the real Codex CLI (pinned in tests/codex/package.json) against local servers only.
+"""Run the real Codex CLI (`codex exec`) against local servers only.
 
-tests/codex/package.json names two versions: the pinned one (`@openai/codex`, which the
-README's tables and scripts/demo.py use) and the latest one (`codex-latest`, an npm
-alias of `@openai/codex`); the end-to-end tests run against both (`VERSIONS`).
-`scripts/test` installs them with `npm ci` into tests/codex/node_modules. Each run gets its
+The CLIs come from an npm project (codex-fix's own: tests/codex, installed there by
+`scripts/test`): `npm_clis` finds `@openai/codex` and its npm aliases. Each run gets its
 own CODEX_HOME holding a config.toml that turns off everything that would talk to
 anything but the configured backend (analytics, feedback, OpenTelemetry, plugins and
 apps, the update check, the endless "waiting for network" retries), and HOME points
@@ -26,38 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from faults import SequenceBackend
-from mock_backend import Scenario
+from .faults import SequenceBackend
+from .scenario import Headers, Scenario
 
-CODEX_DIR = Path(__file__).resolve().parent / "codex"
-_DEPENDENCIES: dict[str, str] = json.loads((CODEX_DIR / "package.json").read_text())["dependencies"]
-
-
-@dataclass(frozen=True)
-class CodexCli:
-    """One Codex CLI in tests/codex/node_modules: `package` is its folder there."""
-
-    version: str
-    package: str
-
-    @property
-    def bin(self) -> Path:
-        return CODEX_DIR / "node_modules" / self.package / "bin" / "codex.js"
-
-    @property
-    def test_id(self) -> str:
-        return f"codex-{self.version}"
-
-    def installed(self) -> bool:
-        return self.bin.exists()
-
-
-PINNED = CodexCli(_DEPENDENCIES["@openai/codex"], "@openai/codex")
-LATEST = CodexCli(_DEPENDENCIES["codex-latest"].removeprefix("npm:@openai/codex@"), "codex-latest")
-# The versions the end-to-end tests run against (one, when the pin is the latest).
-VERSIONS: tuple[CodexCli, ...] = (PINNED,) if LATEST.version == PINNED.version else (PINNED, LATEST)
-PINNED_VERSION = PINNED.version
-CODEX_BIN = PINNED.bin
+PACKAGE = "@openai/codex"
 MODEL = "gpt-5"
 # The README's check command; `--strict-config` rejects a misspelled config key.
 EXEC_ARGS = ("exec", "--strict-config", "--skip-git-repo-check")
@@ -104,9 +74,38 @@ class CodexResult:
         return f"exit {self.returncode} after {self.duration:.1f}s\n{self.stderr[-3000:]}"
 
 
-def installed() -> bool:
-    """The pinned version is installed."""
-    return PINNED.installed()
+@dataclass(frozen=True)
+class CodexCli:
+    """One Codex CLI: its version and its launcher (the npm package's `bin/codex.js`)."""
+
+    version: str
+    bin: Path
+
+    @property
+    def test_id(self) -> str:
+        return f"codex-{self.version}"
+
+    def installed(self) -> bool:
+        return self.bin.exists()
+
+
+def npm_clis(folder: Path) -> tuple[CodexCli, ...]:
+    """The Codex CLIs that the npm project in `folder` depends on, installed or not:
+    `@openai/codex` itself first, then each npm alias of it (`"codex-latest":
+    "npm:@openai/codex@0.171.0"`), one CLI per version."""
+    manifest = json.loads((folder / "package.json").read_text())
+    dependencies: dict[str, str] = manifest["dependencies"]
+    alias = f"npm:{PACKAGE}@"
+    versions = {PACKAGE: dependencies[PACKAGE]} | {
+        name: spec.removeprefix(alias)
+        for name, spec in dependencies.items()
+        if spec.startswith(alias)
+    }
+    clis: dict[str, CodexCli] = {}
+    for name, version in versions.items():
+        bin_path = folder / "node_modules" / name / "bin" / "codex.js"
+        clis.setdefault(version, CodexCli(version, bin_path))
+    return tuple(clis.values())
 
 
 def provider_config(
@@ -228,7 +227,7 @@ def run_codex(
     *,
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
-    cli: CodexCli = PINNED,
+    cli: CodexCli,
 ) -> CodexResult:
     """`codex exec` of `cli` with CODEX_HOME=HOME=`home`, stdin /dev/null, bounded by
     `timeout`."""
@@ -266,6 +265,7 @@ def run_codex(
 
 
 def json_scenario(body: object) -> Scenario:
+    """A JSON response with a content-length."""
     return Scenario(
         headers=(("content-type", "application/json"),),
         parts=(json.dumps(body).encode(),),
@@ -287,7 +287,7 @@ class ChatGptBackend(SequenceBackend):
         super().__init__({}, routes)
         self.websocket = Scenario(parts=tuple(ws_messages), websocket=True)
 
-    def resolve(self, path: str, headers: list[tuple[str, str]]) -> tuple[str, Scenario]:
+    def resolve(self, path: str, headers: Headers) -> tuple[str, Scenario]:
         name, scenario = super().resolve(path, headers)
         upgrade = any(k.lower() == "upgrade" and "websocket" in v.lower() for k, v in headers)
         return name, self.websocket if name == "/codex/responses" and upgrade else scenario

@@ -1,7 +1,8 @@
 """The Responses fault matrix: mock-backend scenarios made from one real Codex transcript.
 
 Shared by the end-to-end tests (what codex-fix must make of each fault) and by
-`fault_matrix.py` (what clients get with and without codex-fix).
+`scripts/fault_matrix.py` and `scripts/demo.py` (what clients get with and without
+codex-fix).
 """
 
 from __future__ import annotations
@@ -9,15 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from mock_backend import Headers, MockBackend, Scenario, sse_events
+from .backend import MockBackend
+from .bodies import CODEX_TRANSCRIPT, sse_events
+from .scenario import Headers, Scenario
 
-TRANSCRIPT_PATH = (
-    Path(__file__).resolve().parent.parent
-    / "tests/fixtures/real/responses/codex-backend-gpt5-text.sse"
-)
 CUT = 10  # events delivered before a fault
 DONE = b"data: [DONE]\n\n"
 
@@ -33,7 +31,9 @@ class Fault:
 
 
 def payload(frame: bytes) -> dict[str, Any]:
-    return json.loads(frame.split(b"data: ", 1)[1])
+    """The JSON of a frame that `frame()` made."""
+    event: dict[str, Any] = json.loads(frame.split(b"data: ", 1)[1])
+    return event
 
 
 def frame(event: dict[str, Any], event_lines: bool = True) -> bytes:
@@ -55,13 +55,21 @@ def rewrite_completed(frames: list[bytes], **changes: Any) -> list[bytes]:
 
 
 def streamed_text(frames: list[bytes]) -> str:
+    """The text of the `response.output_text.delta` events among `frames`."""
     return "".join(
         p["delta"] for p in map(payload, frames) if p["type"] == "response.output_text.delta"
     )
 
 
+def chat_text(frames: list[bytes]) -> str:
+    """The text of the Chat Completions chunks among `frames` (`data:` frames)."""
+    chunks = [json.loads(f.removeprefix(b"data: ")) for f in frames if b"[DONE]" not in f]
+    return "".join(c["delta"].get("content") or "" for p in chunks for c in p["choices"])
+
+
 def responses_faults(transcript: bytes | None = None) -> dict[str, Fault]:
-    frames = sse_events(transcript or TRANSCRIPT_PATH.read_bytes())
+    """Every fault of the matrix, made from `transcript` (default: the shipped one)."""
+    frames = sse_events(transcript or CODEX_TRANSCRIPT.read_bytes())
     head = tuple(frames[:CUT])
     half_event = frames[CUT][: len(frames[CUT]) // 2]
     error = frame(
@@ -206,7 +214,9 @@ def tool_call_turn(frames: list[bytes]) -> list[bytes]:
 
 
 def codex_faults(transcript: bytes | None = None) -> dict[str, CodexFault]:
-    frames = sse_events(transcript or TRANSCRIPT_PATH.read_bytes())
+    """The faults that matter to the Codex CLI, made from `transcript` (default: the
+    shipped one)."""
+    frames = sse_events(transcript or CODEX_TRANSCRIPT.read_bytes())
     head = tuple(frames[:CUT])
     healthy = Scenario(parts=tuple(frames))
     faults = responses_faults(transcript)
@@ -259,9 +269,9 @@ class SequenceBackend(MockBackend):
         self,
         faults: Mapping[str, CodexFault],
         routes: Mapping[str, Scenario] | None = None,
-        **kwargs: Any,
+        **ports: int,
     ) -> None:
-        super().__init__({name: fault.scenarios[0] for name, fault in faults.items()}, **kwargs)
+        super().__init__({name: fault.scenarios[0] for name, fault in faults.items()}, **ports)
         self.sequences = {name: fault.scenarios for name, fault in faults.items()}
         self.routes = dict(routes or {})
 

@@ -1,4 +1,5 @@
-"""Real SSE transcripts (tests/fixtures/real, copied unchanged from ../shared) and helpers."""
+"""Real SSE transcripts (tests/fixtures/real, copied unchanged from ../shared), a fixer to
+feed them to, and the readings of a body that tests compare."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 from codexfix import Limits, StreamFixer
 from codexfix.sse import SSEFramer
 
-import faults
+from .sse_oracle import client_events
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "real"
 RESPONSES = sorted((FIXTURES / "responses").glob("*.sse"))
 CODEX_BACKEND = [p for p in RESPONSES if p.name.startswith("codex-backend-")]
 CHAT = sorted((FIXTURES / "chat").glob("*.sse"))
@@ -36,26 +37,18 @@ def new_fixer(
 
 
 def frames(data: bytes) -> list[bytes]:
-    """The raw bytes of every complete frame in `data`."""
+    """The raw bytes of every complete frame in `data` (as codex-fix's framer cuts them)."""
     framer = SSEFramer()
     return [frame.raw for frame in framer.feed(data) + framer.close()]
 
 
 def events(data: bytes) -> list[dict[str, Any]]:
-    """The JSON payloads of `data`'s frames ([DONE] as the string)."""
-    framer = SSEFramer()
+    """The JSON payloads of the events a client dispatches from `data` ([DONE] as the
+    string), read by the SSE spec's rules (`sse_oracle`), not by the code under test."""
     out: list[Any] = []
-    for frame in framer.feed(data) + framer.close():
-        if frame.data == b"[DONE]":
-            out.append("[DONE]")
-        elif frame.data is not None:
-            out.append(json.loads(frame.data))
+    for event in client_events(data):
+        out.append("[DONE]" if event.data == b"[DONE]" else json.loads(event.data))
     return out
-
-
-def sse(*payloads: dict[str, Any], event_lines: bool = True) -> bytes:
-    """Build a Responses SSE body from payloads (as the OpenAI API frames them)."""
-    return b"".join(faults.frame(payload, event_lines) for payload in payloads)
 
 
 def chunked(data: bytes, sizes: list[int]) -> list[bytes]:
