@@ -37,6 +37,9 @@ class Limits:
     warning_limit: int = 20
 
 
+_HEAD = len(BOM) + 8  # enough of a line to tell an SSE field name ("retry:", a BOM)
+
+
 class _Undetected(DialectBase):
     """The dialect of a stream whose protocol is not known yet: frames pass unchanged."""
 
@@ -76,6 +79,7 @@ class StreamFixer:
             _Undetected(self.report, log) if protocol is None else self._dialect(protocol)
         )
         self._opened = False  # a data frame came: the body is an event stream
+        self._tail_read = False  # the tail's first bytes were read, and are an SSE field's
         self._confirmed = False  # the first event agreed with the protocol
         self._framer = SSEFramer()
         self._stream_start = True  # the next block opens the stream (a BOM may lead it)
@@ -116,7 +120,7 @@ class StreamFixer:
                     self._terminal_at = now
             else:
                 self._terminal_at = None
-        if not self._opened and self._foreign_tail():
+        if not self._opened and self._foreign_tail(renewed=bool(block)):
             return self._count(out + self._framer.take_tail())
         if self._framer.buffered > self.limits.max_event_size:
             self.log.warning(
@@ -242,15 +246,25 @@ class StreamFixer:
         elif frame.data is not None:
             self._confirm(frame.data)
 
-    def _foreign_tail(self) -> bool:
+    def _foreign_tail(self, renewed: bool) -> bool:
         """Whether the incomplete frame after the last complete one already begins with a
-        line that is no SSE field (its first bytes tell): then give up on the body."""
-        tail = self._framer.peek(len(BOM) + 8)
+        line that is no SSE field (its first bytes tell): then give up on the body.
+
+        Its first bytes are read once they are all there, not again per chunk (a 13 KB
+        first event may come in many), until a complete frame makes a new tail (`renewed`).
+        """
+        if renewed:
+            self._tail_read = False
+        elif self._tail_read:
+            return False
+        head = self._framer.peek(_HEAD)
+        tail = head
         if self._stream_start:  # a BOM may open the stream (and may not have come whole)
             if BOM.startswith(tail):
                 return False
             tail = tail.removeprefix(BOM)
         if not foreign_start(tail):
+            self._tail_read = len(head) == _HEAD
             return False
         self._give_up("the body is not an event stream", self._framer.peek(40))
         return True

@@ -54,7 +54,7 @@ class Response(_Model):
 
 # A number codex-fix continues (an injected event takes the next one), so bounded: the
 # next one must still be a number every client reads.
-SequenceNumber = Annotated[int, Field(ge=0, lt=2**63)]
+SequenceNumber = Annotated[int, Field(ge=0, le=2**53)]
 
 
 class _Event(_Model):
