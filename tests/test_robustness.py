@@ -181,3 +181,24 @@ def test_framer_error_at_the_end_still_forwards_the_tail(monkeypatch: pytest.Mon
     out = fixer.feed(body, 0.0) + fixer.finish(UpstreamEnded())
     assert out == body  # raw passthrough: nothing lost, nothing added
     assert fixer.report.bytes_in == fixer.report.bytes_out == len(body)
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["fast path", "frames"])
+def test_every_event_is_validated_once_a_failing_one_and_a_terminal_to_repair_too(
+    eol: bytes,
+) -> None:
+    bad = {"type": "response.output_text.delta", "output_index": "zero", "delta": "x"}
+    body = sse(CREATED, delta(0, "a", 1), bad, completed(3, id="resp_1")).replace(b"\n", eol)
+    fixer = new_fixer()
+    coercer = fixer.dialect.coercer  # type: ignore[attr-defined]
+    validated: list[bytes] = []
+    validate = coercer.validate
+
+    def counting(data: bytes) -> object:
+        validated.append(data)
+        return validate(data)
+
+    coercer.validate = counting
+    fixer.feed(body, 0.0)
+    assert len(validated) == 4, validated  # created, delta, the bad one, the terminal
+    assert "output" in fixer.report.repairs  # the terminal was repaired, after one check

@@ -92,10 +92,11 @@ class Coercer(Generic[M]):
         try:
             return self.validate(data)
         except ValidationError as exc:
-            self._report(data, event_name, exc)
+            self.warn(data, event_name, exc)
             return None
 
-    def _report(self, data: bytes, event_name: str | None, exc: ValidationError) -> None:
+    def warn(self, data: bytes, event_name: str | None, exc: ValidationError) -> None:
+        """The warning for an event that failed its model (an unknown type: a note)."""
         error = exc.errors(include_url=False)[0]
         type_match = _TYPE.search(data)
         event_type = printable(

@@ -50,6 +50,9 @@ class ResponsesDialect(DialectBase):
         self.coercer = coercer
         self.state = ResponsesAccumulator(report)
         self._event_lines = True  # the stream names its events (`event:` lines)
+        # The event the fast path stopped at, and why (None: it is a terminal to repair),
+        # so that on_frame, which takes over from there, does not validate it again.
+        self._stopped_at: tuple[bytes, ValidationError | None] | None = None
 
     @property
     def error_pending(self) -> bool:
@@ -66,11 +69,17 @@ class ResponsesDialect(DialectBase):
         if data == b"[DONE]":
             self._done_sent = True
             return self._inject(done_without_terminal(self.terminal_name)) + frame.raw
-        if self.on_events((None if frame.event is None else frame.event.encode(),), (data,)):
-            return frame.raw
-        # What the fast path leaves: a terminal, or an event that fails its model.
+        stopped = self._stopped_at
+        if stopped is None or stopped[0] != data:
+            if self.on_events((None if frame.event is None else frame.event.encode(),), (data,)):
+                return frame.raw
+            stopped = self._stopped_at
+        self._stopped_at = None
+        # What the fast path leaves: a terminal to repair, or an event that fails its model
+        # (a warning), each validated once.
         self.report.events += 1
-        self.coercer.coerce(data, frame.event)  # a mismatch is a warning
+        if stopped is not None and stopped[1] is not None:
+            self.coercer.warn(data, frame.event, stopped[1])
         return self._on_json(frame, data)
 
     def on_events(self, names: Sequence[bytes | None], datas: Sequence[bytes]) -> int:
@@ -97,7 +106,8 @@ class ResponsesDialect(DialectBase):
         for data in datas:
             try:
                 model = validate(data)
-            except ValidationError:
+            except ValidationError as exc:
+                self._stopped_at = (data, exc)
                 break
             cls = model.__class__
             if cls is text_delta:
@@ -108,6 +118,8 @@ class ResponsesDialect(DialectBase):
             elif cls is terminal:
                 if self._clean_terminal(model, data):
                     handled += 1
+                else:
+                    self._stopped_at = (data, None)
                 break  # what follows a terminal is on_frame's to drop
             elif (handler := handlers.get(cls)) is not None:
                 handler(model, data)
