@@ -100,14 +100,7 @@ def test_hostile_values_keep_the_stream_managed_with_one_terminal(
         upstream.append(remember(error))
     body = b"".join(upstream)
     fixer = new_fixer()
-    errors: list[logging.LogRecord] = []
-    handler = _Collect(errors)
-    logger = logging.getLogger("codexfix")
-    logger.addHandler(handler)
-    try:
-        out = run(fixer, body, sizes, cause_of(ending))
-    finally:
-        logger.removeHandler(handler)
+    out, errors = run_logged(fixer, body, sizes, cause_of(ending))
     assert not fixer.passthrough, [r.getMessage() for r in errors]
     assert not [r for r in errors if r.levelno >= logging.ERROR]
     events = client_events(out)
@@ -122,6 +115,20 @@ def test_hostile_values_keep_the_stream_managed_with_one_terminal(
     # What codex-fix wrote itself is UTF-8 a client decodes strictly.
     added = out[position:]
     added.decode("utf-8")
+
+
+def run_logged(
+    fixer: StreamFixer, body: bytes, sizes: list[int], cause: EndCause
+) -> tuple[bytes, list[logging.LogRecord]]:
+    """`run`, and every record codex-fix logged meanwhile."""
+    records: list[logging.LogRecord] = []
+    handler = _Collect(records)
+    logger = logging.getLogger("codexfix")
+    logger.addHandler(handler)
+    try:
+        return run(fixer, body, sizes, cause), records
+    finally:
+        logger.removeHandler(handler)
 
 
 class _Collect(logging.Handler):
@@ -183,14 +190,7 @@ def test_any_bytes_end_in_one_terminal_or_pass_untouched(
     )
     body = b"".join(pieces)
     fixer = new_fixer(protocol=protocol)
-    records: list[logging.LogRecord] = []
-    handler = _Collect(records)
-    logger = logging.getLogger("codexfix")
-    logger.addHandler(handler)
-    try:
-        out = run(fixer, body, sizes, cause_of(ending))
-    finally:
-        logger.removeHandler(handler)
+    out, records = run_logged(fixer, body, sizes, cause_of(ending))
     assert not [r.getMessage() for r in records if r.levelno >= logging.ERROR]
     if str(fixer.report.outcome) == "passthrough":  # not this protocol's stream: untouched
         assert out == body
