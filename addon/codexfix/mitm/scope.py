@@ -93,13 +93,15 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 def _request_keys(body: bytes) -> _RequestKeys | None:
     """The keys of a JSON object body; None if it is not read as one (invalid, another
     value, nested too deeply)."""
-    for text in (body, _SURROGATE_ESCAPE.sub(rb"\\ufffd", body)):
-        try:
-            return _RequestKeys.model_validate_json(text)
-        except ValidationError:
-            if not _SURROGATE_ESCAPE.search(body):
-                return None
-    return None
+    try:
+        return _RequestKeys.model_validate_json(body)
+    except ValidationError:
+        if not _SURROGATE_ESCAPE.search(body):
+            return None
+    try:  # only now: the substitution is a pass over a body of up to max_scan bytes
+        return _RequestKeys.model_validate_json(_SURROGATE_ESCAPE.sub(rb"\\ufffd", body))
+    except ValidationError:
+        return None
 
 
 def is_sse_response(response: http.Response, sse_requested: bool) -> bool:
