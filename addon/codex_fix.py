@@ -17,4 +17,5 @@ from codexfix.mitm.addon import CodexFix  # noqa: E402
 from codexfix.mitm.contentview import SSEView  # noqa: E402
 from codexfix.mitm.websocket import WebSocketTransport  # noqa: E402
 
-addons = [CodexFix(), SSEView(), WebSocketTransport()]
+_fix = CodexFix()
+addons = [_fix, SSEView(), WebSocketTransport(_fix)]

@@ -53,7 +53,7 @@ SECRETS = ("sk-secret-query", "sk-secret-token", "acct-secret", "secret-cookie")
 def transport() -> Iterator[tuple[WebSocketTransport, taddons.context]]:
     addon = WebSocketTransport()
     with taddons.context(addon) as tctx:
-        tctx.configure(addon)
+        tctx.configure(addon, codexfix_websocket="downgrade")
         yield addon, tctx
 
 
@@ -63,11 +63,11 @@ def upgrade_flow(url: str = CODEX_URL, method: str = "GET", **headers: str) -> h
     return flow
 
 
-def test_the_default_is_downgrade() -> None:
+def test_the_default_is_repair() -> None:
     addon = WebSocketTransport()
     with taddons.context(addon) as tctx:
         tctx.configure(addon)
-        assert tctx.options.codexfix_websocket == "downgrade"
+        assert tctx.options.codexfix_websocket == "repair"
 
 
 def test_a_bad_mode_is_rejected_naming_the_option() -> None:
@@ -256,7 +256,8 @@ def test_codex_chatgpt_login_through_reverse_mode(
     cli: CodexCli, chatgpt_backend: ChatGptBackend, tmp_path: Path, supports_websockets: bool
 ) -> None:
     """The README's reverse mode for a ChatGPT login: a custom provider with
-    `requires_openai_auth`; with `supports_websockets = true` the upgrade is downgraded."""
+    `requires_openai_auth`; with `supports_websockets = true` the turn runs over the
+    WebSocket, repaired in place (the default)."""
     mode = f"reverse:{chatgpt_backend.https_url}"
     with mitmdump(tmp_path, mode, options={"ssl_insecure": "true"}) as proxy:
         config = codex.chatgpt_provider_config(
@@ -267,12 +268,20 @@ def test_codex_chatgpt_login_through_reverse_mode(
         env = {"CODEX_CA_CERTIFICATE": str(chatgpt_backend.cert_path)}
         result = codex.run_codex(home, env=env, timeout=60, cli=cli)
         wait_until(lambda: "summary: " in proxy.log_text(), "no summary in mitmdump's log")
+        if supports_websockets:
+            wait_until(lambda: "websocket summary: " in proxy.log_text(), proxy.log_text)
     assert result.returncode == 0, result.describe()
     assert result.stdout == ANSWER
     log = proxy.log_text()
-    assert log.count("websocket upgrade answered 426") == int(supports_websockets)
-    assert "summary: POST 127.0.0.1/backend-api/codex/responses 200" in log
-    assert "outcome=completed" in log
+    assert "answered 426" not in log
     turns = chatgpt_backend.requests_for("/codex/responses")
-    assert [r.method for r in turns] == ["POST"]
     assert turns[0].header("chatgpt-account-id") == codex.ACCOUNT_ID
+    if supports_websockets:
+        assert [r.method for r in turns] == ["GET"]
+        # The warm-up and the turn's request, each answered and summarized.
+        assert "summary: GET 127.0.0.1/backend-api/codex/responses websocket request=2 " in log
+        assert "requests=2 outcomes=completed:2 " in log
+    else:
+        assert [r.method for r in turns] == ["POST"]
+        assert "summary: POST 127.0.0.1/backend-api/codex/responses 200" in log
+        assert "outcome=completed" in log

@@ -198,14 +198,15 @@ class ResponsesAccumulator:
                 item["id"] = self.text_item_ids[index]
         if item is None:
             return None
-        if item.get("type") in REBUILDABLE:
+        item_type = item.get("type")
+        if rebuildable(item):
             item["status"] = "completed"
-        if item.get("type") == "message":
+        if item_type == "message":
             item["content"] = [
                 self._part(index, ci, "".join(deltas))
                 for ci, deltas in sorted(self.text.get(index, {}).items())
             ]
-        elif item.get("type") == "function_call" and index in self.args:
+        elif item_type == "function_call" and index in self.args:
             item["arguments"] = "".join(self.args[index])
         return item
 
@@ -233,3 +234,9 @@ class ResponsesAccumulator:
         response = (read_event(self.terminal_data).obj or {}).get("response")
         output = response.get("output") if isinstance(response, dict) else None
         return output if isinstance(output, list) else []
+
+
+def rebuildable(item: Json) -> bool:
+    """An item whose content deltas rebuild (its `type` may be any JSON value)."""
+    item_type = item.get("type")
+    return isinstance(item_type, str) and item_type in REBUILDABLE

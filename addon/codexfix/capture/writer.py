@@ -4,7 +4,9 @@ Files (`codexfix_capture_dir`), named so that a directory listing sorts by time:
     <stem>.upstream.sse   the body as received from the upstream, byte for byte
     <stem>.client.sse     the body as sent to the client, byte for byte
     <stem>.json           the FlowRecord (record.py), secrets redacted
-with <stem> = `YYYYmmddTHHMMSS.ffffffZ-<first 8 of the flow id>` (UTC). Stream bodies are
+with <stem> = `YYYYmmddTHHMMSS.ffffffZ-<first 8 of the flow id>` (UTC); each request on
+a Codex WebSocket is captured on its own, `<stem>-<n>`, its messages written as the SSE
+frames the same events would be (one `data:` line per message line). Stream bodies are
 model output and are written as they are.
 
 A capture must never break the stream: a write error is logged once and ends the capture
@@ -29,10 +31,12 @@ _log = logging.getLogger("codexfix")
 _BUFFER = 64 * 1024
 
 
-def capture_stem(started: float, flow_id: str) -> str:
-    """`YYYYmmddTHHMMSS.ffffffZ-<flowid8>`: sortable by time, unique per flow."""
+def capture_stem(started: float, flow_id: str, part: int | None = None) -> str:
+    """`YYYYmmddTHHMMSS.ffffffZ-<flowid8>`: sortable by time, unique per flow; a
+    WebSocket's requests are parts of its flow: `…-<flowid8>-<part>`."""
     when = datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    return f"{when}-{re.sub(r'[^0-9A-Za-z]', '', flow_id)[:8] or 'flow'}"
+    stem = f"{when}-{re.sub(r'[^0-9A-Za-z]', '', flow_id)[:8] or 'flow'}"
+    return stem if part is None else f"{stem}-{part}"
 
 
 class Capture:
@@ -44,11 +48,12 @@ class Capture:
         started: float,
         flow_id: str,
         log: logging.Logger | logging.LoggerAdapter[logging.Logger] = _log,
+        part: int | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.started = started
         self.flow_id = flow_id
-        self.stem = capture_stem(started, flow_id)
+        self.stem = capture_stem(started, flow_id, part)
         self.log = log
         self._files: dict[str, IO[bytes]] = {}
         self._failed = False

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..accumulate.responses import REBUILDABLE, ResponsesAccumulator
+from ..accumulate.responses import ResponsesAccumulator, rebuildable
 from ..coercion import Coercer
 from ..failures import (
     EndCause,
@@ -261,13 +261,20 @@ class ResponsesDialect(DialectBase):
     def finish(self, cause: EndCause) -> bytes:
         out = b""
         if self._terminal is None:
-            out = self._inject(describe(cause, self.terminal_name))
+            out = self.fail(cause)
         elif isinstance(cause, UpstreamEnded) or self._done_sent:
             return b""  # the upstream ended its own stream: nothing to add
         if not self._done_sent:
             self._done_sent = True
             out += DONE
         return out
+
+    def fail(self, cause: EndCause) -> bytes:
+        """The terminal in place of the one the upstream never sent (no `[DONE]`: the
+        WebSocket transport has none); nothing once a terminal went out."""
+        if self._terminal is not None:
+            return b""
+        return self._inject(describe(cause, self.terminal_name))
 
     def _inject(self, failure: Failure) -> bytes:
         """A `response.failed` in place of the terminal the upstream never sent."""
@@ -317,7 +324,7 @@ class ResponsesDialect(DialectBase):
             if item is None:
                 continue
             if index not in state.done:
-                if item.get("type") not in REBUILDABLE:
+                if not rebuildable(item):
                     continue
                 item["status"] = "incomplete"
             items.append(item)

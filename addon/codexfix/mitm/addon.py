@@ -264,10 +264,15 @@ class CodexFix:
         capture = None
         if settings.capture_dir is not None:
             capture = Capture(settings.capture_dir, flow.request.timestamp_start, flow.id, flog)
-        keep = settings.keep_body if settings.keep_body is not None else _auto_keep_body()
+        keep = self.keep_body()
         stream = FlowStream(fixer, flog, flow=flow, keep=keep, decoder=decoder, capture=capture)
         self.streams[flow] = stream
         return stream
+
+    def keep_body(self) -> int:
+        """How many bytes of a body (of a WebSocket's messages) to keep on the flow."""
+        keep = None if self.settings is None else self.settings.keep_body
+        return keep if keep is not None else _auto_keep_body()
 
     def _no_headers_response(self, flow: http.HTTPFlow, timeout: float) -> http.Response:
         """The client asked for a stream: it gets one, holding the injected failure."""

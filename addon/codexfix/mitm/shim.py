@@ -2,16 +2,19 @@
 
 mitmproxy offers no public way to (1) append bytes to a streamed response after the
 upstream failed, (2) wake a stream up when the upstream goes silent, or (3) answer a
-request whose upstream never sends headers. The patch does all three through
+request whose upstream never sends headers, or (4) fails before them, in the flow's
+own terms rather than with a 502. The patch does all four through
 mitmproxy's own paths, for flows whose `response.stream` is a `ManagedStream`, or that
 were registered with `await_headers()`; every other flow runs mitmproxy's code unchanged.
 
-Internals touched (checked on mitmproxy 11.0.2 and 12.2.3):
+Internals touched (checked on mitmproxy 11.0.2 and 12.3.1; the WebSocket part is in
+`websocket_shim`, installed and removed with this one):
 * `HttpStream._handle_event`, `handle_protocol_error`, `start_response_stream`: wrapped.
 * `HttpStream.state_stream_response_body(ResponseEndOfMessage)`: mitmproxy's normal end
   of a streamed response (calls the stream with b"", runs the `response` hook, ends the
   client body with `0\\r\\n\\r\\n` / END_STREAM); used to end a failed or stalled stream.
-* `HttpStream.send_response()`: used to answer after a header timeout.
+* `HttpStream.send_response()`: used to answer after a header timeout, or when a
+  `ResponseProtocolError` (refused, TLS error, reset) comes before the headers.
 * `HttpStream.server_state` / `client_state` / `stream_id` / `flow` / `context`.
 * `commands.RequestWakeup` / `events.Wakeup`: `HttpLayer` routes a stream's wake-up back
   to it (the HTTP/2 client uses this for pings).
@@ -32,6 +35,8 @@ from mitmproxy import http
 from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers import http as layers_http
 from mitmproxy.proxy.layers.http import HttpStream
+
+from . import websocket_shim
 
 try:  # mitmproxy >= 12
     from mitmproxy.proxy.layers.http import ErrorCode  # type: ignore[attr-defined,unused-ignore]
@@ -94,6 +99,11 @@ class HeaderWait:
 
 
 _header_waits: weakref.WeakKeyDictionary[http.HTTPFlow, HeaderWait] = weakref.WeakKeyDictionary()
+# Flows whose upstream failure, before the client got any response, is answered by the
+# flow's own answer instead of mitmproxy's 502 (the WebSocket upgrade's 426).
+_error_answers: weakref.WeakKeyDictionary[
+    http.HTTPFlow, Callable[[http.HTTPFlow, str], http.Response]
+] = weakref.WeakKeyDictionary()
 
 
 def await_headers(
@@ -101,6 +111,14 @@ def await_headers(
 ) -> None:
     """If no response headers come within `seconds`, cancel upstream, answer `respond(flow)`."""
     _header_waits[flow] = HeaderWait(time.monotonic() + seconds, respond)
+
+
+def answer_errors(
+    flow: http.HTTPFlow, answer: Callable[[http.HTTPFlow, str], http.Response]
+) -> None:
+    """If the upstream fails (refused, TLS error, reset, a broken body) before the client
+    got a response, answer `answer(flow, mitmproxy's error message)` instead of a 502."""
+    _error_answers[flow] = answer
 
 
 def installed() -> bool:
@@ -117,6 +135,7 @@ def install() -> None:
         "start_response_stream": HttpStream.start_response_stream,
     }
     setattr(HttpStream, _ORIGINALS, originals)
+    websocket_shim.install()
     HttpStream._handle_event = _make_handle_event(originals["_handle_event"])  # type: ignore[method-assign]
     HttpStream.handle_protocol_error = _make_handle_protocol_error(  # type: ignore[method-assign]
         originals["handle_protocol_error"]
@@ -128,6 +147,7 @@ def install() -> None:
 
 
 def uninstall() -> None:
+    websocket_shim.uninstall()
     originals = getattr(HttpStream, _ORIGINALS, None)
     if originals is None:
         return
@@ -174,6 +194,8 @@ def _streaming(stream: HttpStream, state: _State) -> bool:
 
 
 def _waiting_for_headers(stream: HttpStream) -> HeaderWait | None:
+    """The stream's header wait, if the request went upstream (or is connecting there: the
+    server state is the same) and no response headers came yet."""
     flow = getattr(stream, "flow", None)
     if flow is None or flow not in _header_waits:
         return None
@@ -295,6 +317,19 @@ def _make_handle_protocol_error(
         self: HttpStream,
         event: layers_http.RequestProtocolError | layers_http.ResponseProtocolError,
     ) -> CommandGenerator:
+        if (
+            isinstance(event, layers_http.ResponseProtocolError)
+            and self.flow in _error_answers
+            and self.client_state == self.state_done  # the request went (or was going) up
+            and self.server_state
+            in (self.state_wait_for_response_headers, self.state_consume_response_body)
+        ):
+            answer = _error_answers.pop(self.flow)
+            _header_waits.pop(self.flow, None)
+            _state(self).finished = True
+            self.flow.response = answer(self.flow, event.message)
+            yield from self.send_response()
+            return
         state: _State | None = getattr(self, "_codexfix", None)
         if state is not None and isinstance(event, layers_http.ResponseProtocolError):
             if state.finished:

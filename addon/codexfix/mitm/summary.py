@@ -25,10 +25,10 @@ class FlowLog(logging.LoggerAdapter[logging.Logger]):
 
 
 def flow_log(flow: http.HTTPFlow) -> FlowLog:
-    return FlowLog(log, {"flow": f"{flow.id[:8]} {_where(flow.request)}"})
+    return FlowLog(log, {"flow": f"{flow.id[:8]} {where(flow.request)}"})
 
 
-def _where(request: http.Request) -> str:
+def where(request: http.Request) -> str:
     """Host and path, without the query: a query may carry a key (`?key=…`)."""
     return request.host + request.path.split("?", 1)[0]
 
@@ -65,16 +65,23 @@ def summary(flow: http.HTTPFlow, stream: FlowStream, outcome: Outcome) -> str:
     """The one INFO line per matched stream."""
     request = flow.request
     status = flow.response.status_code if flow.response else "-"
-    duration = time.time() - request.timestamp_start
     report = stream.fixer.report
-    parts = [f"{request.method} {_where(request)} {status} {report.protocol or UNKNOWN}"]
-    ttfb = f"{stream.first_byte_at - request.timestamp_start:.2f}s" if stream.first_byte_at else "-"
-    parts += [
+    head = f"{request.method} {where(request)} {status} {report.protocol or UNKNOWN}"
+    ttfb = stream.first_byte_at - request.timestamp_start if stream.first_byte_at else None
+    duration = time.time() - request.timestamp_start
+    return "summary: " + " ".join([head, *report_parts(report, outcome, duration, ttfb)])
+
+
+def report_parts(
+    report: StreamReport, outcome: Outcome, duration: float, ttfb: float | None
+) -> list[str]:
+    """What a summary line tells of one stream (an SSE body, a request on a WebSocket)."""
+    parts = [
         f"model={printable(report.model or '-')}",  # upstream text: escaped
         f"events={report.events}",
         f"bytes={report.bytes_in}->{report.bytes_out}",
         f"duration={duration:.2f}s",
-        f"ttfb={ttfb}",
+        f"ttfb={'-' if ttfb is None else f'{ttfb:.2f}s'}",
         f"outcome={outcome}",
         f"repairs={','.join(report.repairs) or '-'}",
         f"warnings={report.warnings}",
@@ -85,4 +92,4 @@ def summary(flow: http.HTTPFlow, stream: FlowStream, outcome: Outcome) -> str:
             f"tokens=in:{u.input_tokens} cached:{u.cached_tokens} "
             f"out:{u.output_tokens} reasoning:{u.reasoning_tokens}"
         )
-    return "summary: " + " ".join(parts)
+    return parts
