@@ -1,15 +1,13 @@
-"""SSE content views for mitmweb and the mitmproxy console (mitmproxy 11 and 12).
+"""codex-fix's content views for mitmweb and the mitmproxy console (mitmproxy 11 and 12).
 
-"SSE" shows a body as the client received it: one line per event, then the reassembled
-result (text, reasoning, tool calls, usage, how it ended), then what codex-fix recorded
-for the flow. "SSE upstream" shows the body as the upstream sent it, from the copy the
-adapter keeps in `flow.metadata["codexfix"]["upstream"]`.
+* "SSE" shows a body as the client received it, "SSE upstream" as the upstream sent it
+  (`contentview_sse`);
+* "Responses event" shows a message of a Codex WebSocket as the line its event gets in
+  "SSE" (`contentview_websocket`).
 
-The metadata contract (filled by the adapter; plain values, so flow files keep it):
-    {"protocol": str, "outcome": str | None, "repairs": [str], "notes": [str],
-     "warnings": [str], "upstream": bytes | None, "upstream_truncated": bool,
-     "client_truncated": bool}
-The response body (`flow.response.content`) is the body as sent to the client.
+Each is chosen by default only for what codex-fix handled (and "SSE" for any event
+stream). Both mitmproxy versions pass a WebSocket message's view the flow and the
+message (`websocket_message`), with no content type and no HTTP message.
 
 mitmproxy 11 wants `contentviews.View` instances (`__call__` returns styled lines);
 mitmproxy 12 wants `Contentview`s (`prettify` returns text) and deprecates `View`
@@ -18,18 +16,16 @@ mitmproxy 12 wants `Contentview`s (`prettify` returns text) and deprecates `View
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, cast
 
 from mitmproxy import contentviews, flow, http
+from mitmproxy.websocket import WebSocketMessage
 
-from ..reassembly import Reassembly, reassemble
-from ..sse import SSEFramer
-
-METADATA_KEY = "codexfix"
-MAX_EVENT_LINES = 5000  # a pathological stream must not freeze the UI
-
-Line = tuple[str, str]  # (style, text): the console's palette names, mitmweb's CSS classes
+from . import contentview_websocket
+from .contentview_sse import Line, codexfix_info, render
 
 # Above mitmproxy's own views (JSON 1, GraphQL 2, raw 0.1) for streams codex-fix
 # handled; just above JSON for any other event stream.
@@ -46,12 +42,18 @@ class _Metadata(Protocol):
     def content_type(self) -> str | None: ...
     @property
     def http_message(self) -> http.Message | None: ...
+    @property
+    def websocket_message(self) -> WebSocketMessage | None: ...
 
 
-def codexfix_info(f: flow.Flow | None) -> Mapping[str, Any] | None:
-    """What codex-fix recorded for the flow, if it handled it."""
-    info = f.metadata.get(METADATA_KEY) if f is not None else None
-    return info if isinstance(info, Mapping) else None
+@dataclass(frozen=True)
+class ViewInput:
+    """What the views read of the metadata either mitmproxy version passes."""
+
+    flow: flow.Flow | None = None
+    content_type: str | None = None
+    http_message: http.Message | None = None
+    websocket_message: WebSocketMessage | None = None
 
 
 def render_priority(
@@ -67,161 +69,82 @@ def render_priority(
     return 0.0
 
 
-def render(data: bytes, f: flow.Flow | None, *, upstream: bool = False) -> tuple[str, list[Line]]:
-    """The description and lines of either view; `upstream` renders the kept upstream body."""
-    info = codexfix_info(f)
-    protocol = info.get("protocol") if info else None
-    protocol = protocol if isinstance(protocol, str) else None
-    other: object
-    if upstream:
-        kept = info.get("upstream") if info else None
-        if not isinstance(kept, bytes):
-            return "SSE upstream", [("error", "no upstream body kept for this flow")]
-        data, other = kept, data
-    else:
-        other = info.get("upstream") if info else None
-    result = reassemble(data, protocol)
-    lines = _event_lines(result) + _result_lines(result)
-    if info is not None:
-        lines += _codexfix_lines(info, data, other, upstream)
-    outcome = result.outcome or "no terminal"
-    description = f"SSE {result.protocol or '?'}, {len(result.events)} events, {outcome}"
-    return description, lines
+# -- the views, in mitmproxy 12's API -----------------------------------------------------
 
 
-def _event_lines(result: Reassembly) -> list[Line]:
-    lines: list[Line] = [("header", f"events ({len(result.events)})")]
-    for event in result.events[:MAX_EVENT_LINES]:
-        seq = f"seq {event.sequence}" if event.sequence is not None else ""
-        text = f"{event.index:>5} {seq:<9} {event.name}  {event.summary}".rstrip()
-        lines.append(("text", text))
-        if event.note:
-            lines.append(("error", f"{'':>15} ^ {event.note}"))
-    if len(result.events) > MAX_EVENT_LINES:
-        lines.append(("text", f"  … {len(result.events) - MAX_EVENT_LINES} more events"))
-    if result.trailing:
-        lines.append(
-            ("error", f"  incomplete last event: {result.trailing} bytes without a blank line")
-        )
-    return lines
+class CodexFixContentview(ABC):
+    """A view (mitmproxy 12 `Contentview`, a structural protocol) whose styled lines
+    mitmproxy 11 shows as they are (`legacy_view`)."""
 
-
-def _result_lines(result: Reassembly) -> list[Line]:
-    lines: list[Line] = [("text", ""), ("header", "result")]
-    head = f"  protocol {result.protocol or '?'}, model {result.model or '-'}, "
-    head += f"outcome {result.outcome or 'none (no terminal event)'}"
-    lines.append(("text", head + (", [DONE]" if result.done else "")))
-    for title, parts in (
-        ("text", result.text),
-        ("refusal", result.refusals),
-        ("reasoning", result.reasoning),
-    ):
-        for part in parts:
-            lines.append(("key", f"  {title} ({part.where}):"))
-            lines += [("text", "    " + line) for line in part.text.splitlines() or [""]]
-    for call in result.tool_calls:
-        label = " ".join(x for x in (call.kind, call.name, call.call_id) if x)
-        lines.append(("key", f"  tool call ({call.where}): {label}"))
-        lines += [("text", "    " + line) for line in call.arguments.splitlines() or [""]]
-    if result.usage is not None:
-        u = result.usage
-        lines.append(
-            (
-                "text",
-                f"  usage: input {u.input_tokens} (cached {u.cached_tokens}), "
-                f"output {u.output_tokens} (reasoning {u.reasoning_tokens})",
-            )
-        )
-    lines += [("error", f"  error: {error}") for error in result.errors]
-    return lines
-
-
-def _codexfix_lines(
-    info: Mapping[str, Any], shown: bytes, other: object, upstream: bool
-) -> list[Line]:
-    lines: list[Line] = [("text", ""), ("header", "codex-fix")]
-    lines.append(("text", f"  outcome: {info.get('outcome') or '-'}"))
-    for key in ("repairs", "notes", "warnings"):
-        value = info.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = [f"{value} (a count; the lines are in the log)"] if value else []
-        items = [str(v) for v in value] if isinstance(value, list | tuple) else []
-        if not items:
-            lines.append(("text", f"  {key}: none"))
-            continue
-        lines.append(("key", f"  {key}:"))
-        style = "text" if key == "notes" else "warn"
-        lines += [(style, f"    {item}") for item in items]
-    lines.append(("text", "  " + _comparison(shown, other, upstream, info)))
-    if info.get("client_truncated"):
-        lines.append(("warn", "  the client body kept on the flow is truncated"))
-    return lines
-
-
-def _comparison(shown: bytes, other: object, upstream: bool, info: Mapping[str, Any]) -> str:
-    """Whether the body sent to the client differs from the one the upstream sent."""
-    this, that = ("upstream", "client") if upstream else ("client", "upstream")
-    if not isinstance(other, bytes):
-        return f"{that} body: not kept"
-    truncated = " (kept copy truncated)" if info.get("upstream_truncated") else ""
-    if other == shown:
-        return f"{that} body: {len(other)} bytes, identical to the {this} body{truncated}"
-    shown_frames, other_frames = _frames(shown), _frames(other)
-    first = next(
-        (i for i, (a, b) in enumerate(zip(shown_frames, other_frames, strict=False)) if a != b),
-        min(len(shown_frames), len(other_frames)),
-    )
-    return (
-        f"{that} body: {len(other)} bytes, {len(other_frames)} frames{truncated}; "
-        f"differs from the {this} body ({len(shown)} bytes, {len(shown_frames)} frames) "
-        f"from frame {first} on"
-    )
-
-
-def _frames(body: bytes) -> list[bytes]:
-    framer = SSEFramer()
-    frames = [frame.raw for frame in framer.feed(body) + framer.close()]
-    tail = framer.take_tail()
-    return [*frames, tail] if tail else frames
-
-
-# -- mitmproxy 12 -------------------------------------------------------------------------
-
-
-class SSEContentview:
-    """The client's SSE body (mitmproxy 12 `Contentview`, a structural protocol)."""
-
-    name = "SSE"
+    name: ClassVar[str]
     syntax_highlight = "none"
-    upstream = False
+
+    @abstractmethod
+    def lines(self, data: bytes, meta: ViewInput) -> tuple[str, list[Line]]:
+        """The description (mitmproxy 11 shows it) and the styled lines."""
+
+    def priority(self, data: bytes, meta: ViewInput) -> float:
+        return -1.0  # chosen by name only
 
     def prettify(self, data: bytes, metadata: _Metadata) -> str:
-        _, lines = render(data, metadata.flow, upstream=self.upstream)
+        _, lines = self.lines(data, _view_input(metadata))
         return "\n".join(text for _, text in lines)
 
     def render_priority(self, data: bytes, metadata: _Metadata) -> float:
-        if self.upstream:
-            return -1.0  # chosen by name only
-        return render_priority(metadata.content_type, metadata.flow, metadata.http_message)
+        return self.priority(data, _view_input(metadata))
 
     def __lt__(self, other: object) -> bool:
         return self.name < str(getattr(other, "name", ""))
 
 
-class SSEUpstreamContentview(SSEContentview):
-    """The upstream's SSE body as codex-fix received it (mitmproxy 12)."""
+def _view_input(metadata: _Metadata) -> ViewInput:
+    return ViewInput(
+        metadata.flow, metadata.content_type, metadata.http_message, metadata.websocket_message
+    )
+
+
+class SSEContentview(CodexFixContentview):
+    """The client's SSE body."""
+
+    name = "SSE"
+
+    def lines(self, data: bytes, meta: ViewInput) -> tuple[str, list[Line]]:
+        return render(data, meta.flow)
+
+    def priority(self, data: bytes, meta: ViewInput) -> float:
+        return render_priority(meta.content_type, meta.flow, meta.http_message)
+
+
+class SSEUpstreamContentview(CodexFixContentview):
+    """The upstream's SSE body as codex-fix received it."""
 
     name = "SSE upstream"
-    upstream = True
+
+    def lines(self, data: bytes, meta: ViewInput) -> tuple[str, list[Line]]:
+        return render(data, meta.flow, upstream=True)
+
+
+class ResponsesEventContentview(CodexFixContentview):
+    """A message of a Codex WebSocket: its event's line."""
+
+    name = "Responses event"
+
+    def lines(self, data: bytes, meta: ViewInput) -> tuple[str, list[Line]]:
+        return contentview_websocket.render_message(data, meta.flow, meta.websocket_message)
+
+    def priority(self, data: bytes, meta: ViewInput) -> float:
+        if contentview_websocket.is_event(meta.flow, meta.websocket_message):
+            return PRIORITY_MATCHED
+        return -1.0
 
 
 # -- mitmproxy 11 -------------------------------------------------------------------------
 
 
-def legacy_view(view: SSEContentview) -> contentviews.View:
+def legacy_view(view: CodexFixContentview) -> contentviews.View:
     """`view` in mitmproxy 11's `View` API."""
 
-    class LegacySSEView(contentviews.View):
+    class LegacyView(contentviews.View):
         name: ClassVar[str] = view.name
 
         def __call__(
@@ -231,9 +154,11 @@ def legacy_view(view: SSEContentview) -> contentviews.View:
             content_type: str | None = None,
             flow: flow.Flow | None = None,
             http_message: http.Message | None = None,
+            websocket_message: WebSocketMessage | None = None,
             **unknown_metadata: Any,
         ) -> tuple[str, Iterator[list[tuple[str, str | bytes]]]]:
-            description, lines = render(data, flow, upstream=view.upstream)
+            meta = ViewInput(flow, content_type, http_message, websocket_message)
+            description, lines = view.lines(data, meta)
             return description, iter([[line] for line in lines])
 
         def render_priority(
@@ -243,26 +168,26 @@ def legacy_view(view: SSEContentview) -> contentviews.View:
             content_type: str | None = None,
             flow: flow.Flow | None = None,
             http_message: http.Message | None = None,
+            websocket_message: WebSocketMessage | None = None,
             **unknown_metadata: Any,
         ) -> float:
-            if view.upstream:
-                return -1.0
-            return render_priority(content_type, flow, http_message)
+            meta = ViewInput(flow, content_type, http_message, websocket_message)
+            return view.priority(data, meta)
 
-    return LegacySSEView()
+    return LegacyView()
 
 
 # -- the addon ----------------------------------------------------------------------------
 
 
 class SSEView:
-    """Registers the SSE views while codex-fix is loaded."""
+    """Registers codex-fix's views while codex-fix is loaded."""
 
     def __init__(self) -> None:
         self._legacy: list[contentviews.View] = []
 
     def load(self, loader: Any) -> None:
-        views = [SSEContentview(), SSEUpstreamContentview()]
+        views = [SSEContentview(), SSEUpstreamContentview(), ResponsesEventContentview()]
         if hasattr(contentviews, "Contentview"):  # mitmproxy 12
             # Registering by name replaces the view of a previous load (hot reload).
             for view in views:

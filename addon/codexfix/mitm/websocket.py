@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 MODES = ("repair", "downgrade", "passthrough")
 # The Responses endpoints of DEFAULT_FILTER (scope.py): the Codex backend and the API.
 RESPONSES_PATH = re.compile(endpoints_pattern(Protocol.RESPONSES))
-_MATCHED = "codexfix.websocket"
+MODE_KEY = "codexfix.websocket"  # flow.metadata: "repair", "passthrough" or "downgraded"
 
 
 class Settings(NamedTuple):
@@ -128,10 +128,10 @@ class WebSocketTransport:
             # A response set here is sent instead of contacting the upstream at all.
             flow.response = downgraded(flow, "codexfix_websocket=downgrade")
             return
-        flow.metadata[_MATCHED] = self.settings.mode
+        flow.metadata[MODE_KEY] = self.settings.mode
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get(_MATCHED) != "repair":
+        if flow.metadata.get(MODE_KEY) != "repair":
             return
         timeout = self._limits()[1]
         if timeout > 0:
@@ -140,7 +140,7 @@ class WebSocketTransport:
 
     def response(self, flow: http.HTTPFlow) -> None:
         response = flow.response
-        if flow.metadata.get(_MATCHED) != "repair" or response is None:
+        if flow.metadata.get(MODE_KEY) != "repair" or response is None:
             return
         if response.status_code != 101:
             status = f"{response.status_code} {response.reason}".strip()
@@ -149,7 +149,7 @@ class WebSocketTransport:
     # -- the socket -------------------------------------------------------------------
 
     def websocket_start(self, flow: http.HTTPFlow) -> None:
-        mode = flow.metadata.get(_MATCHED)
+        mode = flow.metadata.get(MODE_KEY)
         if mode == "repair":
             socket = RepairedSocket(flow, self._limits()[0], self)
             self.sockets[flow] = socket
@@ -205,7 +205,7 @@ class WebSocketTransport:
 
 def downgraded(flow: http.HTTPFlow, why: str) -> http.Response:
     """The 426 that makes the Codex CLI continue over HTTP SSE (DESIGN.md), logged."""
-    flow.metadata[_MATCHED] = "downgraded"  # (the `response` hook then leaves it)
+    flow.metadata[MODE_KEY] = "downgraded"  # (the `response` hook then leaves it)
     why = printable(why)  # (it may quote the upstream)
     flow_log(flow).info(
         "websocket upgrade answered 426 (%s): the client continues over HTTP SSE", why

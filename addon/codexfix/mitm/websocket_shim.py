@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 
 CommandGenerator = Generator[commands.Command, Any, None]
 _ORIGINAL = "_codexfix_original_handle_event"
-# Seconds between wake-ups of an open socket at the most (see the module docstring).
+# Seconds between wake-ups of an open socket at the most (see the module docstring; a
+# third of mitmproxy 12's `tcp_timeout` if that is less).
 _KEEPALIVE = 30.0
 # Characters per frame of a message codex-fix writes: clients limit frames (the Codex
 # CLI's tungstenite: 16 MiB) more tightly than messages.
@@ -154,6 +155,9 @@ class _Relay:
         self.close_seen = False
         self.due: float | None = None  # when the pending wake-up fires
         self.wakeup: commands.RequestWakeup | None = None
+        # mitmproxy 12 closes a client connection idle for `tcp_timeout` seconds.
+        tcp_timeout = getattr(layer.context.options, "tcp_timeout", None)
+        self.keepalive = _KEEPALIVE if not tcp_timeout else min(_KEEPALIVE, tcp_timeout / 3)
         self.kept = 0  # bytes of the messages on the flow
         self.counted = 0  # how many of them `kept` counts
 
@@ -302,7 +306,8 @@ class _Relay:
         except Exception as exc:
             self.socket.fail_open(exc)
             deadline = None
-        wake = now + _KEEPALIVE if deadline is None else min(deadline, now + _KEEPALIVE)
+        keepalive = now + self.keepalive
+        wake = keepalive if deadline is None else min(deadline, keepalive)
         if self.due is not None and self.due <= wake:
             return
         self.due = wake
