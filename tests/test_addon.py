@@ -16,6 +16,7 @@ import pytest
 from mitmproxy import ctx, exceptions, http
 from mitmproxy import flow as mflow
 from mitmproxy.proxy.layers.http import HttpStream
+from mitmproxy.proxy.layers.websocket import WebsocketLayer
 from mitmproxy.test import taddons, tflow
 
 from codexfix.mitm import shim
@@ -343,15 +344,19 @@ def test_stats_command_counts_outcomes_and_repairs() -> None:
 
 
 def test_shim_installs_once_and_uninstalls_cleanly() -> None:
-    original = HttpStream._handle_event
+    """The HttpStream patch and its WebSocket part, together."""
+    original, original_ws = HttpStream._handle_event, WebsocketLayer._handle_event
     shim.install()
-    patched = HttpStream._handle_event
+    patched, patched_ws = HttpStream._handle_event, WebsocketLayer._handle_event
     shim.install()  # a hot reload: no double patch
     assert HttpStream._handle_event is patched is not original
+    assert WebsocketLayer._handle_event is patched_ws is not original_ws
     shim.uninstall()
     assert HttpStream._handle_event is original
+    assert WebsocketLayer._handle_event is original_ws
     shim.uninstall()
     assert HttpStream._handle_event is original
+    assert WebsocketLayer._handle_event is original_ws
 
 
 def test_a_header_wait_does_not_keep_its_flow_alive() -> None:

@@ -22,7 +22,8 @@ from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
-from codexfix.mitm.websocket import WebSocketTransport
+from codexfix.mitm.addon import CodexFix
+from codexfix.mitm.websocket import MODE_KEY, WebSocketTransport
 from codexfix.testing import codex
 from codexfix.testing.bodies import CODEX_TRANSCRIPT, sse_events
 from codexfix.testing.codex import ChatGptBackend, CodexCli
@@ -180,6 +181,51 @@ def test_passthrough_warns_on_a_malformed_event_and_forwards_it(
     assert f"events={len(EVENTS) - 1} binary=1" in summary
     # A terminal by its type, though it fails its model (as on SSE): the warning says so.
     assert "terminal=response.completed " in summary and "warnings=1" in summary
+
+
+def test_a_repaired_socket_summarizes_and_counts_each_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fix = CodexFix()
+    addon = WebSocketTransport(fix)
+    create = b'{"type":"response.create","model":"gpt-5"}'
+    with taddons.context(fix, addon) as tctx:
+        tctx.configure(fix)
+        tctx.configure(addon)
+        flow = tflow.twebsocketflow()
+        assert flow.websocket is not None
+        flow.request = upgrade_flow().request
+        addon.requestheaders(flow)
+        assert flow.metadata[MODE_KEY] == "repair" and flow.response is not None
+        addon.websocket_start(flow)
+        socket = addon.sockets[flow]
+
+        def message(from_client: bool, content: bytes) -> WebSocketMessage:
+            return WebSocketMessage(Opcode.TEXT, from_client, content, time.time())
+
+        with caplog.at_level(logging.INFO, logger="codexfix"):
+            socket.client_message(message(True, create))
+            assert [socket.server_message(message(False, e)) for e in EVENTS] == [None] * len(
+                EVENTS
+            )
+            socket.client_message(message(True, create))
+            for e in EVENTS[:5]:
+                socket.server_message(message(False, e))
+            flow.websocket.close_code, flow.websocket.closed_by_client = 1006, True
+            addon.websocket_end(flow)  # the Codex CLI's way to leave: TCP dropped
+        stats = fix.stats_command().splitlines()
+    assert "streams: 2" in stats and "protocol responses: 2" in stats
+    assert "outcome completed: 1" in stats and "outcome aborted: 1" in stats
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split("websocket ")[1].split(" ")[0] for line in lines if "request=" in line] == [
+        "request=1",
+        "request=2",
+    ]
+    assert any("requests=2 outcomes=completed:1,aborted:1 " in line for line in lines)
+    assert "close=1006 by client" in lines[-1]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    for secret in SECRETS:
+        assert secret not in caplog.text
 
 
 # -- the real Codex CLI ---------------------------------------------------------------

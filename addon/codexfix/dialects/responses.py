@@ -369,10 +369,11 @@ def _as_int(value: object) -> int | None:
 def _count(value: object) -> int | None:
     """A JSON integer that can count something (a number, an index, tokens), else None.
 
-    Not a bool, not negative, and small enough that adding to it and writing it back stay
-    cheap whatever the upstream sent.
+    Not a bool, not negative, and at most 2**53, the bound of the sequence number model:
+    what every client (JavaScript's numbers too) reads exactly, and what adding to and
+    writing back stays cheap for, whatever the upstream sent.
     """
-    return value if type(value) is int and 0 <= value < 2**63 else None
+    return value if type(value) is int and 0 <= value <= 2**53 else None
 
 
 def _ending(terminal: str) -> Outcome:

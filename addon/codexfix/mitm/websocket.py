@@ -245,7 +245,7 @@ class RepairedSocket(websocket_shim.ManagedSocket):
         self._flow_id = flow.id
         self._where = f"GET {where(flow.request)} websocket"
         self._handshake = _handshake_facts(flow)
-        self._captures: dict[int, tuple[Capture, bytes, float]] = {}
+        self._captures: dict[int, _Captured] = {}
 
     # -- ManagedSocket ----------------------------------------------------------------
 
@@ -261,16 +261,18 @@ class RepairedSocket(websocket_shim.ManagedSocket):
             capture = Capture(
                 self._capture_dir, time.time(), self._flow_id, self.log, part=request.index
             )
-            self._captures[request.index] = (capture, message.content, time.time())
+            self._captures[request.index] = _Captured(capture, message.content, time.time())
+        self._close_captures()
 
     def server_message(self, message: websocket.WebSocketMessage) -> list[bytes] | None:
         request = self.fixer.current
         out = self.fixer.server_message(message.content, message.is_text, time.monotonic())
-        if request is not None and request.index in self._captures:
-            capture = self._captures[request.index][0]
-            capture.append_upstream(_as_sse(message.content))
+        captured = None if request is None else self._captures.get(request.index)
+        if captured is not None:
+            captured.capture.append_upstream(_as_sse(message.content))
             for sent in [message.content] if out is None else out:
-                capture.append_client(_as_sse(sent))
+                captured.capture.append_client(_as_sse(sent))
+        self._close_captures()
         return out
 
     def server_activity(self) -> None:
@@ -280,7 +282,9 @@ class RepairedSocket(websocket_shim.ManagedSocket):
         return self.fixer.deadline()
 
     def expired(self) -> list[bytes]:
-        return self.fixer.expire(time.monotonic())
+        out = self.fixer.expire(time.monotonic())
+        self._close_captures()
+        return out
 
     def server_closed(self, code: int, reason: str) -> list[bytes]:
         if code == 1006:
@@ -288,10 +292,13 @@ class RepairedSocket(websocket_shim.ManagedSocket):
         else:
             detail = f"the upstream closed the WebSocket: code {code}"
             detail += f" {reason!r}" if reason else ""
-        return self.fixer.upstream_closed(detail)
+        out = self.fixer.upstream_closed(detail)
+        self._close_captures()
+        return out
 
     def fail_open(self, exc: BaseException) -> None:
         self.fixer.go_raw(exc)
+        self._close_captures()
 
     @property
     def keep(self) -> int:
@@ -306,6 +313,7 @@ class RepairedSocket(websocket_shim.ManagedSocket):
             "-" if ws is None or ws.closed_by_client is None else _closer(ws.closed_by_client)
         )
         self.fixer.client_closed(f"the socket closed (by {closed_by}) before its terminal")
+        self._close_captures()
         counts = self.fixer.counts
         outcomes = ",".join(f"{kind}:{n}" for kind, n in counts.outcomes.items()) or "-"
         close = "-" if ws is None or ws.close_code is None else str(ws.close_code)
@@ -342,15 +350,37 @@ class RepairedSocket(websocket_shim.ManagedSocket):
         )
         self.log.info("summary: %s", line)
         self.stats.add(report, outcome)
-        captured = self._captures.pop(request.index, None)
-        if captured is not None:
-            capture, body, wall = captured
+        captured = self._captures.get(request.index)
+        if captured is not None:  # closed once the message at hand is written to it
+            captured.ended = (request, ttfb)
+
+    def _close_captures(self) -> None:
+        for index, captured in list(self._captures.items()):
+            if captured.ended is None:
+                continue
+            del self._captures[index]
+            request, ttfb = captured.ended
             for message in request.injected:
-                capture.append_client(_as_sse(message))
+                captured.capture.append_client(_as_sse(message))
             facts = replace(
-                self._handshake, request_body=body, duration_s=time.time() - wall, ttfb_s=ttfb
+                self._handshake,
+                request_body=captured.body,
+                duration_s=time.time() - captured.started,
+                ttfb_s=ttfb,
             )
-            capture.close(facts, report, outcome=outcome, warnings=request.budget.lines)
+            captured.capture.close(
+                facts, request.report, outcome=request.outcome, warnings=request.budget.lines
+            )
+
+
+@dataclass
+class _Captured:
+    """The capture of one request: its `response.create`, and its end once it came."""
+
+    capture: Capture
+    body: bytes
+    started: float  # wall clock
+    ended: tuple[SocketRequest, float | None] | None = None  # the request, its ttfb
 
 
 def _handshake_facts(flow: http.HTTPFlow) -> FlowFacts:
