@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark codex-fix: core throughput, proxy CPU per streamed MB, peak RSS.
+"""Benchmark codex-fix: core throughput, proxy CPU per streamed MB, peak RSS, WebSocket CPU.
 
 What one run measures:
 
@@ -24,14 +24,34 @@ What one run measures:
       (in this process, warm: the proxy pays more), over the baseline's CPU per request.
 (iii) Peak RSS (``VmHWM`` in ``/proc/<pid>/status``) of both mitmdump processes after
       the traffic, and their ratio (reported; no target).
+(iv)  WebSocket proxy CPU per relayed MB. The MockBackend answers each ``response.create``
+      on ``/backend-api/codex/responses`` with the events of a healthy Codex transcript
+      (``codexfix.testing.bodies.CODEX_TRANSCRIPT``), one text message per event (its
+      data payload, unchanged). A wsproto client opens sockets one after the other and
+      sends many requests on each (by default 40 sockets x 100 requests, 153 MB), through
+      two real mitmdump processes in reverse mode, one after the other, with identical
+      traffic: (a) ``-s addon/codex_fix.py`` (``codexfix_websocket=repair``, the default:
+      every server message goes through the Responses dialect), (b) plain mitmdump, no
+      addon (mitmproxy's own WebSocket relay). CPU per MB as in (ii), MB being the
+      server messages' payload bytes the client received; every request's messages are
+      checked to equal what the backend sent. Goal: codex-fix / baseline <= 1.05.
+      No permessage-deflate (the client does not offer
+      it): compressing and decompressing on both sides would swamp what codex-fix adds.
+      Both run with ``--set flow_detail=0``: at its default (1) mitmdump's dumper prints a
+      line per WebSocket message, in both runs, a cost that is not codex-fix's and would
+      pull the ratio towards 1 (and fill the log the summaries are read from); at 0 the
+      dumper prints nothing in either (its hook returns at once), while codex-fix's own
+      lines (a summary per request and per socket, part of its cost) are still written.
+      ((ii) keeps the default: one line per HTTP flow, in both runs.) Peak RSS of both is
+      shown too.
 
 MB means 10^6 bytes. Linux only (``/proc``). The exit status is 0 whether or not a
-goal is met (it is a measurement, not a test); 1 only if a streamed body was altered
-or a request failed, which makes the numbers meaningless.
+goal is met (it is a measurement, not a test); 1 only if a streamed body or a WebSocket
+message was altered or a request failed, which makes the numbers meaningless.
 
 Reproduce (from the repository root, in a mitmproxy virtualenv with httpx)::
 
-    python scripts/bench.py                 # full run, about 1-2 minutes
+    python scripts/bench.py                 # full run, about 2-3 minutes
     python scripts/bench.py --quick         # smoke run, a few seconds
     python scripts/bench.py --profile       # plus a cProfile of the core path
 
@@ -60,20 +80,26 @@ from typing import Any
 
 import httpx
 from mitmproxy.version import VERSION
+from wsproto.events import AcceptConnection
 
 from codexfix import Limits, StreamFixer, UpstreamEnded
 from codexfix.models.responses import RESPONSES_EVENT
 from codexfix.sse import SSEFramer
 from codexfix.testing.backend import MockBackend
-from codexfix.testing.bodies import split_bytes
+from codexfix.testing.bodies import CODEX_TRANSCRIPT, split_bytes
 from codexfix.testing.mitmdump import Mitmdump
-from codexfix.testing.scenario import Scenario
+from codexfix.testing.scenario import Reply, Scenario, WebSocketScript
+from codexfix.testing.websocket import WebSocketClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRANSCRIPTS = REPO_ROOT / "tests/fixtures/real/responses"
 PROXY_TRANSCRIPT = TRANSCRIPTS / "codex-backend-gpt5-reasoning-summary-long.sse"
 ADDON_SCRIPT = REPO_ROOT / "addon/codex_fix.py"
 SCENARIO = "bench"
+WS_SCENARIO = "bench-websocket"
+WS_PATH = f"/s/{WS_SCENARIO}/backend-api/codex/responses"
+WS_REQUEST = '{"type":"response.create","model":"gpt-5","input":[]}'
+WS_OPTIONS = {"flow_detail": "0"}  # both (iv) proxies: see the module docstring
 CORE_CHUNK = 1024
 PATHOLOGICAL_CHUNK = 100
 BACKEND_PART = 1024
@@ -81,7 +107,7 @@ REQUEST_TIMEOUT = 30.0
 MB = 1e6
 
 GOAL_CORE = 1.0  # core / json.loads throughput, at least
-GOAL_CPU = 1.05  # codex-fix / baseline CPU per MB, at most
+GOAL_CPU = 1.05  # codex-fix / baseline CPU per MB, at most (ii and iv)
 
 BASELINE_ADDON = '''\
 """Baseline for scripts/bench.py: stream every response, nothing else."""
@@ -214,7 +240,7 @@ def profile_core(transcripts: Sequence[bytes], repeat: int, top: int = 18) -> st
 
 
 # --------------------------------------------------------------------------
-# (ii) + (iii) proxy CPU and memory
+# (ii) + (iii) + (iv) proxy CPU and memory
 # --------------------------------------------------------------------------
 
 
@@ -228,12 +254,39 @@ class ProxyRun:
     wall_s: float
     warm_rss_kb: int  # peak RSS after the warm-up, before the measured traffic
     peak_rss_kb: int
-    bad_bodies: int
+    bad_answers: int  # HTTP bodies or WebSocket requests' messages not as sent, or failed
     summaries: int  # codex-fix summary lines with outcome=completed
 
     @property
     def cpu_per_mb(self) -> float:
         return self.cpu_s / (self.nbytes / MB)
+
+
+@dataclass(frozen=True)
+class ProxyRuns:
+    """Each measured proxy pair: codex-fix, then its baseline."""
+
+    http: tuple[ProxyRun, ProxyRun]
+    websocket: tuple[ProxyRun, ProxyRun]
+
+
+@dataclass(frozen=True)
+class SocketPlan:
+    """The (iv) traffic: ``sockets`` measured after ``warmup`` more, ``requests`` each."""
+
+    sockets: int
+    requests: int
+    warmup: int
+
+    @property
+    def total(self) -> int:
+        """Requests measured."""
+        return self.sockets * self.requests
+
+
+# Carries ``count`` units of traffic (requests, sockets) through the started proxy;
+# (bytes relayed, answers not as the backend sent them).
+Traffic = Callable[[int], tuple[int, int]]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -267,11 +320,43 @@ def drive(client: httpx.Client, url: str, count: int, expected: bytes) -> tuple[
     return nbytes, bad
 
 
+def websocket_messages() -> tuple[str, ...]:
+    """What the (iv) backend answers each request with: the transcript's events, one text
+    message per event (its data payload)."""
+    return tuple(p.decode() for p in data_payloads([CODEX_TRANSCRIPT.read_bytes()]))
+
+
+def drive_websocket(port: int, sockets: int, requests: int) -> tuple[int, int]:
+    """Open ``sockets`` WebSockets one after the other, ``requests`` requests one after the
+    other on each; (payload bytes of the messages received, requests answered otherwise
+    than the backend sent: a refused socket counts all of its requests)."""
+    expected = list(websocket_messages())
+    nbytes = bad = 0
+    for _ in range(sockets):
+        client = WebSocketClient.open(port, timeout=REQUEST_TIMEOUT)
+        try:
+            if not isinstance(client.connect(WS_PATH), AcceptConnection):
+                bad += requests
+                continue
+            for _ in range(requests):
+                client.send_text(WS_REQUEST)
+                received = client.receive(len(expected))
+                nbytes += sum(len(m.encode() if isinstance(m, str) else m) for m in received)
+                bad += received != expected
+        finally:
+            client.close()
+    return nbytes, bad
+
+
 @contextmanager
 def proxy_setting(keep_dir: Path | None = None) -> Iterator[tuple[MockBackend, Path, Path]]:
-    """The mock backend that plays the (ii) transcript, a work directory (``keep_dir`` or a
-    temporary one) and the baseline addon script in it."""
-    scenarios = {SCENARIO: Scenario(parts=split_bytes(PROXY_TRANSCRIPT.read_bytes(), BACKEND_PART))}
+    """The mock backend that plays the (ii) transcript and the (iv) WebSocket, a work
+    directory (``keep_dir`` or a temporary one) and the baseline addon script in it."""
+    reply = Reply(messages=websocket_messages())
+    scenarios = {
+        SCENARIO: Scenario(parts=split_bytes(PROXY_TRANSCRIPT.read_bytes(), BACKEND_PART)),
+        WS_SCENARIO: Scenario(websocket_script=WebSocketScript(replies=(reply,))),
+    }
     with (
         MockBackend(scenarios) as backend,
         tempfile.TemporaryDirectory(prefix="codexfix-bench-") as tmp,
@@ -283,7 +368,9 @@ def proxy_setting(keep_dir: Path | None = None) -> Iterator[tuple[MockBackend, P
         yield backend, workdir, baseline_script
 
 
-def proxy_options(name: str, script: Path, backend: MockBackend, workdir: Path) -> dict[str, Any]:
+def proxy_options(
+    name: str, script: Path | None, backend: MockBackend, workdir: Path
+) -> dict[str, Any]:
     """Mitmdump's arguments for one measured proxy: reverse mode, its own folder."""
     return {
         "mode": f"reverse:{backend.http_url}",
@@ -297,28 +384,52 @@ def traffic_url(proxy: Mitmdump) -> str:
     return f"{proxy.url}/s/{SCENARIO}/v1/responses"
 
 
+def measure_traffic(
+    name: str, proxy: Mitmdump, traffic: Traffic, count: int, warmup: int, summaries: int
+) -> ProxyRun:
+    """Start ``proxy``, warm it up with ``warmup`` units of ``traffic``, then measure
+    ``count`` units; then wait (bounded) until it has logged ``summaries`` completed
+    codex-fix summaries (0 for a baseline)."""
+    with proxy:
+        assert proxy.proc is not None
+        pid = proxy.proc.pid
+        _, bad_warmup = traffic(warmup)
+        warm_rss = peak_rss_kb(pid)
+        cpu_before, start = cpu_seconds(pid), time.perf_counter()
+        nbytes, bad = traffic(count)
+        wall, cpu_after = time.perf_counter() - start, cpu_seconds(pid)
+        rss = peak_rss_kb(pid)
+        seen = wait_for_summaries(proxy, summaries)
+    cpu = cpu_after - cpu_before
+    return ProxyRun(name, cpu, nbytes, wall, warm_rss, rss, bad + bad_warmup, seen)
+
+
 def measure_proxy(
     name: str, script: Path, backend: MockBackend, workdir: Path, requests: int, warmup: int
 ) -> ProxyRun:
-    """Start mitmdump with ``script``, warm it up, then measure ``requests`` requests.
-
-    For codex-fix, also wait (bounded) until it has logged a summary for every stream.
-    """
+    """(ii): mitmdump with ``script``, ``requests`` HTTP requests after ``warmup``."""
     expected = PROXY_TRANSCRIPT.read_bytes()
     proxy = Mitmdump(**proxy_options(name, script, backend, workdir))
-    with proxy, httpx.Client(timeout=REQUEST_TIMEOUT, trust_env=False) as client:
-        assert proxy.proc is not None
-        pid = proxy.proc.pid
-        url = traffic_url(proxy)
-        _, bad_warmup = drive(client, url, warmup, expected)
-        warm_rss = peak_rss_kb(pid)
-        cpu_before, start = cpu_seconds(pid), time.perf_counter()
-        nbytes, bad = drive(client, url, requests, expected)
-        wall, cpu_after = time.perf_counter() - start, cpu_seconds(pid)
-        rss = peak_rss_kb(pid)
-        summaries = wait_for_summaries(proxy, warmup + requests if script == ADDON_SCRIPT else 0)
-    cpu = cpu_after - cpu_before
-    return ProxyRun(name, cpu, nbytes, wall, warm_rss, rss, bad + bad_warmup, summaries)
+    with httpx.Client(timeout=REQUEST_TIMEOUT, trust_env=False) as client:
+
+        def traffic(count: int) -> tuple[int, int]:
+            return drive(client, traffic_url(proxy), count, expected)
+
+        summaries = warmup + requests if script == ADDON_SCRIPT else 0
+        return measure_traffic(name, proxy, traffic, requests, warmup, summaries)
+
+
+def measure_websocket(
+    name: str, script: Path | None, backend: MockBackend, workdir: Path, plan: SocketPlan
+) -> ProxyRun:
+    """(iv): mitmdump with ``script`` (None: no addon), quiet, carrying ``plan``."""
+    proxy = Mitmdump(**proxy_options(name, script, backend, workdir), options=WS_OPTIONS)
+
+    def traffic(sockets: int) -> tuple[int, int]:
+        return drive_websocket(proxy.port, sockets, plan.requests)
+
+    summaries = (plan.warmup + plan.sockets) * plan.requests if script == ADDON_SCRIPT else 0
+    return measure_traffic(name, proxy, traffic, plan.sockets, plan.warmup, summaries)
 
 
 def wait_for_summaries(proxy: Mitmdump, expected: int, timeout: float = 5.0) -> int:
@@ -334,12 +445,19 @@ def wait_for_summaries(proxy: Mitmdump, expected: int, timeout: float = 5.0) -> 
     return count
 
 
-def bench_proxy(requests: int, warmup: int) -> tuple[ProxyRun, ProxyRun]:
-    """The codex-fix run, then the baseline run, against one mock backend."""
+def bench_proxy(requests: int, warmup: int, plan: SocketPlan) -> ProxyRuns:
+    """(ii) then (iv), each the codex-fix run then the baseline run, one mock backend."""
     with proxy_setting() as (backend, workdir, baseline_script):
-        fixed = measure_proxy("codex-fix", ADDON_SCRIPT, backend, workdir, requests, warmup)
-        base = measure_proxy("baseline", baseline_script, backend, workdir, requests, warmup)
-    return fixed, base
+        http = (
+            measure_proxy("codex-fix", ADDON_SCRIPT, backend, workdir, requests, warmup),
+            measure_proxy("baseline", baseline_script, backend, workdir, requests, warmup),
+        )
+        ws_dir = workdir / "websocket"
+        websocket = (
+            measure_websocket("codex-fix", ADDON_SCRIPT, backend, ws_dir, plan),
+            measure_websocket("baseline", None, backend, ws_dir, plan),
+        )
+    return ProxyRuns(http, websocket)
 
 
 # --------------------------------------------------------------------------
@@ -411,13 +529,8 @@ def print_floor(base: ProxyRun, requests: int, validation_s: float) -> None:
     )
 
 
-def print_proxy(fixed: ProxyRun, base: ProxyRun, requests: int) -> None:
-    size = PROXY_TRANSCRIPT.stat().st_size
-    print(
-        f"(ii) proxy CPU per streamed MB and (iii) peak RSS: {requests} sequential requests x "
-        f"{size:,} bytes ({PROXY_TRANSCRIPT.name}) in {BACKEND_PART}-byte parts, "
-        "HTTP/1.1 reverse proxy"
-    )
+def print_runs(fixed: ProxyRun, base: ProxyRun) -> None:
+    """The CPU and RSS table of a codex-fix run and its baseline, and their ratios."""
     print(
         f"  {'':<24} {'MB':>7} {'CPU s':>7} {'CPU s/MB':>9} {'wall s':>7} "
         f"{'peak RSS MB (warm-up / end)':>28}"
@@ -431,11 +544,38 @@ def print_proxy(fixed: ProxyRun, base: ProxyRun, requests: int) -> None:
     rss_ratio = fixed.peak_rss_kb / base.peak_rss_kb
     label = "ratio codex-fix/baseline"
     print(f"  {label:<24} {'':>7} {'':>7} {cpu_ratio:>9.2f} {'':>7} {'':>19} {rss_ratio:>8.2f}")
+
+
+def print_sanity(fixed: ProxyRun, base: ProxyRun, what: str) -> None:
     print(
-        f"  sanity: bodies differing from the transcript: codex-fix {fixed.bad_bodies}, "
-        f"baseline {base.bad_bodies}; codex-fix summaries with outcome=completed: "
-        f"{fixed.summaries}"
+        f"  sanity: {what} differing from what the backend sent: codex-fix "
+        f"{fixed.bad_answers}, baseline {base.bad_answers}; codex-fix summaries with "
+        f"outcome=completed: {fixed.summaries}"
     )
+
+
+def print_proxy(fixed: ProxyRun, base: ProxyRun, requests: int) -> None:
+    size = PROXY_TRANSCRIPT.stat().st_size
+    print(
+        f"(ii) proxy CPU per streamed MB and (iii) peak RSS: {requests} sequential requests x "
+        f"{size:,} bytes ({PROXY_TRANSCRIPT.name}) in {BACKEND_PART}-byte parts, "
+        "HTTP/1.1 reverse proxy"
+    )
+    print_runs(fixed, base)
+    print_sanity(fixed, base, "bodies")
+
+
+def print_websocket(fixed: ProxyRun, base: ProxyRun, plan: SocketPlan) -> None:
+    messages = websocket_messages()
+    size = sum(len(m.encode()) for m in messages)
+    print(
+        f"(iv) WebSocket proxy CPU per relayed MB: {plan.sockets} sockets one after the "
+        f"other x {plan.requests} requests, each answered by {len(messages)} text messages "
+        f"({size:,} bytes: the events of {CODEX_TRANSCRIPT.name}), reverse proxy, no "
+        f"permessage-deflate, flow_detail=0; codex-fix (repair) vs. plain mitmdump"
+    )
+    print_runs(fixed, base)
+    print_sanity(fixed, base, "requests' messages")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -447,7 +587,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--requests",
         type=int,
         default=4000,
-        help="measured requests per proxy (default 4000, 443 MB each; --quick: 10)",
+        help="(ii): measured requests per proxy (default 4000, 443 MB each; --quick: 10)",
+    )
+    parser.add_argument(
+        "--sockets",
+        type=int,
+        default=40,
+        help="(iv): measured WebSockets per proxy (default 40; --quick: 2)",
+    )
+    parser.add_argument(
+        "--socket-requests",
+        type=int,
+        default=100,
+        help="(iv): requests on each WebSocket (default 100, 3.8 MB; --quick: 5)",
     )
     parser.add_argument(
         "--repeat", type=int, default=20, help="repetitions of each core measurement (best kept)"
@@ -461,18 +613,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.repeat = min(args.requests, 10), min(args.repeat, 2)
-    if args.requests < 1 or args.repeat < 1:
-        parser.error("--requests and --repeat must be at least 1")
+        args.sockets, args.socket_requests = min(args.sockets, 2), min(args.socket_requests, 5)
+    if min(args.requests, args.repeat, args.sockets, args.socket_requests) < 1:
+        parser.error("--requests, --sockets, --socket-requests and --repeat must be at least 1")
     return args
 
 
-def print_goals(core: Rate, parse: Rate, fixed: ProxyRun, base: ProxyRun) -> None:
+def print_goals(core: Rate, parse: Rate, runs: ProxyRuns) -> None:
+    (fixed, base), (ws_fixed, ws_base) = runs.http, runs.websocket
     core_ratio = core.mb_per_s / parse.mb_per_s
     cpu_ratio = fixed.cpu_per_mb / base.cpu_per_mb
     rss_ratio = fixed.peak_rss_kb / base.peak_rss_kb
+    ws_ratio = ws_fixed.cpu_per_mb / ws_base.cpu_per_mb
     print(goal_line("(i) core/json.loads", core_ratio, GOAL_CORE, at_least=True))
     print(goal_line("(ii) CPU/MB codex-fix/baseline", cpu_ratio, GOAL_CPU, at_least=False))
     print(f"goal (iii) peak RSS codex-fix/baseline: reported only, no target ({rss_ratio:.2f})")
+    print(goal_line("(iv) WebSocket CPU/MB codex-fix/baseline", ws_ratio, GOAL_CPU, at_least=False))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -492,21 +648,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     print_pathological(name, longest, rates)
     gc.collect()
-    fixed, base = bench_proxy(args.requests, warmup=2 if args.quick else 10)
-    print_proxy(fixed, base, args.requests)
-    print_floor(base, args.requests, validation_seconds(PROXY_TRANSCRIPT.read_bytes(), args.repeat))
+    plan = SocketPlan(args.sockets, args.socket_requests, warmup=1 if args.quick else 2)
+    runs = bench_proxy(args.requests, warmup=2 if args.quick else 10, plan=plan)
+    print_proxy(*runs.http, args.requests)
+    print_floor(
+        runs.http[1], args.requests, validation_seconds(PROXY_TRANSCRIPT.read_bytes(), args.repeat)
+    )
+    print_websocket(*runs.websocket, plan)
     if args.profile:
         print(profile_core(transcripts, args.repeat))
-    print_goals(core, parse, fixed, base)
-    return 0 if valid(fixed, base, args.requests) else 1
+    print_goals(core, parse, runs)
+    return 0 if valid(runs, args.requests, plan) else 1
 
 
-def valid(fixed: ProxyRun, base: ProxyRun, requests: int) -> bool:
+def valid(runs: ProxyRuns, requests: int, plan: SocketPlan) -> bool:
     """Whether the proxy numbers mean anything; says why not."""
-    if fixed.bad_bodies or base.bad_bodies:
-        print("INVALID: a proxied body differed from the transcript or a request failed")
+    if any(run.bad_answers for run in (*runs.http, *runs.websocket)):
+        print(
+            "INVALID: a proxied body or WebSocket message differed from what the backend "
+            "sent, or a request failed"
+        )
         return False
-    if fixed.summaries < requests:
+    if runs.http[0].summaries < requests or runs.websocket[0].summaries < plan.total:
         print("INVALID: codex-fix did not handle every stream (too few summary lines)")
         return False
     return True

@@ -1,5 +1,5 @@
-"""Smoke tests of scripts/bench.py (it runs and prints its goal lines) and of
-scripts/profile_proxy.py.
+"""Smoke tests of scripts/bench.py (it runs, HTTP and WebSocket parts, and prints its goal
+lines) and of scripts/profile_proxy.py.
 
 No timing is asserted: the bench is a measurement, its numbers depend on the machine.
 """
@@ -32,7 +32,7 @@ def run_script(script: Path, *args: str) -> str:
 @pytest.mark.e2e
 def test_bench_quick_runs_and_reports_every_goal() -> None:
     output = run_script(BENCH, "--quick")
-    for goal in ("goal (i) ", "goal (ii) ", "goal (iii) ", "  floor: "):
+    for goal in ("goal (i) ", "goal (ii) ", "goal (iii) ", "  floor: ", "goal (iv) "):
         assert goal in output, output
 
 

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from codexfix.fixer import Limits
 from codexfix.socket_fixer import Messages, SocketFixer, SocketRequest
 from codexfix.sse import SSEFramer
 from codexfix.testing.faults import payload
 
+from support import hostile
 from support.events import CREATED, USAGE, completed, delta, item_done, message, msg_added
+from support.hostile import maybe_hostile
 from support.transcripts import RESPONSES
 
 LOG = logging.LoggerAdapter(logging.getLogger("codexfix.test"), {})
@@ -271,3 +276,84 @@ def test_an_internal_error_switches_to_a_plain_relay_losing_nothing(
     (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "switched to a plain relay" in error.getMessage()
     assert sock.fixer.passthrough and sock.fixer.upstream_closed("closed") == []
+
+
+# -- the fuzz: hostile values in every message, any ending -------------------------------
+
+
+def message_of(frame: bytes) -> bytes | None:
+    """The event of a hostile SSE frame as a WebSocket text message (valid UTF-8 only: a
+    text message that is not is refused by the WebSocket protocol itself)."""
+    data = frame.split(b"\ndata: ", 1)[1].removesuffix(b"\n\n")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return data
+
+
+ENDS = {"response.completed", "response.failed", "response.incomplete", "error"}
+
+
+def ws_hostile(base: dict[str, Any]) -> st.SearchStrategy[bytes]:
+    """`maybe_hostile`, but only what a WebSocket text message can carry (UTF-8)."""
+    healthy = hostile.healthy(base)
+    return maybe_hostile(base).map(lambda frame: frame if message_of(frame) else healthy)
+
+
+@settings(
+    max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    created=ws_hostile(hostile.CREATED),
+    middle=st.lists(st.sampled_from(hostile.MIDDLE).flatmap(ws_hostile), max_size=6),
+    ending=st.sampled_from(["terminal", "error", "close", "stall"]),
+    terminal=ws_hostile(hostile.TERMINAL),
+    error=ws_hostile(hostile.ERROR),
+)
+def test_hostile_messages_keep_each_request_managed_with_one_end(
+    created: bytes, middle: list[bytes], ending: str, terminal: bytes, error: bytes
+) -> None:
+    frames = [created, *middle, *{"terminal": [terminal], "error": [error]}.get(ending, [])]
+    sent = [m for m in map(message_of, frames) if m is not None]
+    built = dict(zip(sent, map(built_type, frames), strict=True))
+    sock = Socket(Limits(idle_timeout=5.0))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("codexfix").addHandler(handler)
+    try:
+        sock.request()
+        sock.server(*sent)
+        if ending == "close":
+            sock.received += sock.fixer.upstream_closed("dropped")
+        elif ending == "stall" and sock.fixer.current is not None:
+            deadline = sock.fixer.deadline()
+            assert deadline is not None
+            sock.received += sock.fixer.expire(deadline)
+        sock.request()  # the next request on the socket is managed as well
+        sock.server(*HEALTHY)
+    finally:
+        logging.getLogger("codexfix").removeHandler(handler)
+    assert not sock.fixer.passthrough
+    assert not [r.getMessage() for r in records if r.levelno >= logging.ERROR]
+    first = sock.received[: len(sock.received) - len(HEALTHY)]
+    kinds = [built.get(m) or json.loads(m)["type"] for m in first]
+    assert sum(kind in ENDS for kind in kinds) == 1, kinds
+    assert kinds[-1] in ENDS
+    # Nothing lost: every message before the end left byte for byte, in order.
+    position = 0
+    for upstream in sent[:-1] if ending in ("terminal", "error") else sent:
+        position = first.index(upstream, position) + 1
+    # What codex-fix wrote itself a client decodes strictly.
+    for written in first[position:]:
+        written.decode("utf-8")
+    assert sock.received[-len(HEALTHY) :] == HEALTHY
+    assert [str(r.outcome) for r in sock.ended][-1] == "completed"
+
+
+def built_type(frame: bytes) -> str:
+    """The type of the event the test built (its `event:` line)."""
+    return frame.split(b"\n", 1)[0].removeprefix(b"event: ").decode()

@@ -267,12 +267,12 @@ class RepairedSocket(websocket_shim.ManagedSocket):
     def server_message(self, message: websocket.WebSocketMessage) -> list[bytes] | None:
         request = self.fixer.current
         out = self.fixer.server_message(message.content, message.is_text, time.monotonic())
-        captured = None if request is None else self._captures.get(request.index)
-        if captured is not None:
-            captured.capture.append_upstream(_as_sse(message.content))
+        if self._captures and request is not None and request.index in self._captures:
+            capture = self._captures[request.index].capture
+            capture.append_upstream(_as_sse(message.content))
             for sent in [message.content] if out is None else out:
-                captured.capture.append_client(_as_sse(sent))
-        self._close_captures()
+                capture.append_client(_as_sse(sent))
+            self._close_captures()
         return out
 
     def server_activity(self) -> None:
@@ -355,6 +355,8 @@ class RepairedSocket(websocket_shim.ManagedSocket):
             captured.ended = (request, ttfb)
 
     def _close_captures(self) -> None:
+        if not self._captures:
+            return
         for index, captured in list(self._captures.items()):
             if captured.ended is None:
                 continue

@@ -183,63 +183,73 @@ class _Relay:
             yield from self.arm()
 
     def _intercept(self, relay: CommandGenerator) -> CommandGenerator:
-        """Run mitmproxy's relay, acting after each message's hook and before a Close."""
+        """Run mitmproxy's relay, acting after each message's hook and before a Close.
+
+        The loop every relayed command goes through: codex-fix's steps return lists of
+        commands (no generator per message), and the common case (a message that leaves
+        unchanged) sends nothing.
+        """
         ws = self.layer.flow.websocket
         assert ws is not None
+        socket = self.socket
         result = None
         while True:
             try:
                 command = relay.send(result)
             except StopIteration:
                 return
-            if not self.close_seen and ws.timestamp_end is not None:
+            if ws.timestamp_end is not None and not self.close_seen:
                 self.close_seen = True
                 if ws.closed_by_client is False:  # before the relay echoes the Close
-                    yield from self._guarded(self._server_closed, ws.close_code, ws.close_reason)
+                    yield from self._guarded(self._server_closed, ws)
             result = yield command
-            if isinstance(command, WebsocketMessageHook):
-                yield from self._guarded(self._after_hook, ws.messages[-1])
+            if type(command) is WebsocketMessageHook:
+                if not socket.raw:
+                    yield from self._guarded(self._after_hook, ws.messages[-1])
                 self._trim(ws.messages)
 
-    def _guarded(self, step: Callable[..., CommandGenerator], *args: Any) -> CommandGenerator:
-        """Fail-open: an error in codex-fix's own step leaves the socket to the relay."""
-        if self.socket.raw:
-            return
+    def _guarded(self, step: Callable[[Any], list[commands.Command]], arg: Any) -> list[Any]:
+        """Fail-open: an error in codex-fix's own step leaves the socket to the relay. (A
+        step makes all its commands before any is sent: one that fails half-way sends
+        none.)"""
         try:
-            # A list first: a step that fails half-way must not have sent half its messages.
-            out = list(step(*args))
+            return step(arg)
         except Exception as exc:
             self.socket.fail_open(exc)
-            return
-        yield from out
+            return []
 
-    def _after_hook(self, message: websocket.WebSocketMessage) -> CommandGenerator:
+    def _after_hook(self, message: websocket.WebSocketMessage) -> list[commands.Command]:
         if message.dropped or message.injected:
-            return
+            return []
         if message.from_client:
             self.socket.client_message(message)
-            return
+            return []
         replacement = self.socket.server_message(message)
         if replacement is None:
-            return
+            return []
         texts = _texts(replacement)  # (may raise: before anything is dropped or sent)
         message.drop()  # mitmproxy's relay now skips it; what replaces it goes out here
-        yield from self._send(texts)
+        return self._send(texts)
 
     def _trim(self, messages: list[websocket.WebSocketMessage]) -> None:
         """Drop the oldest messages past `keep` bytes (mitmproxy's relay holds the one it
         is relaying itself, not through the list)."""
+        keep = self.socket.keep
+        if not keep:
+            messages.clear()
+            return
         for message in messages[self.counted :]:
             self.kept += len(message.content)
         dropped = 0
-        while self.kept > self.socket.keep and dropped < len(messages):
+        while self.kept > keep and dropped < len(messages):
             self.kept -= len(messages[dropped].content)
             dropped += 1
         del messages[:dropped]
         self.counted = len(messages)
 
-    def _server_closed(self, code: int | None, reason: str | None) -> CommandGenerator:
-        yield from self._send(_texts(self.socket.server_closed(code or 1005, reason or "")))
+    def _server_closed(self, ws: websocket.WebSocketData) -> list[commands.Command]:
+        code, reason = ws.close_code or 1005, ws.close_reason or ""
+        return self._send(_texts(self.socket.server_closed(code, reason)))
 
     def _on_wakeup(self) -> CommandGenerator:
         try:
@@ -247,7 +257,7 @@ class _Relay:
             if deadline is None or time.monotonic() < deadline:
                 yield from self.arm()
                 return
-            out = list(self._send(_texts(self.socket.expired())))
+            out = self._send(_texts(self.socket.expired()))
         except Exception as exc:
             self.socket.fail_open(exc)
             yield from self.arm()
@@ -255,15 +265,16 @@ class _Relay:
         yield from out
         yield from self._close(1000, "codex-fix: upstream idle")
 
-    def _send(self, texts: list[str]) -> CommandGenerator:
+    def _send(self, texts: list[str]) -> list[commands.Command]:
         """Messages to the client, each written whole (in frames of whole characters),
         and kept on the flow as injected messages: the flow shows what the client got."""
         client: WebsocketConnection = self.layer.client_ws
         ws = self.layer.flow.websocket
         assert ws is not None
+        sends: list[commands.Command] = []
+        if client.state is not ConnectionState.OPEN:
+            return sends
         for text in texts:
-            if client.state is not ConnectionState.OPEN:
-                return
             ws.messages.append(
                 websocket.WebSocketMessage(
                     websocket.Opcode.TEXT, False, text.encode(), time.time(), injected=True
@@ -272,7 +283,10 @@ class _Relay:
             for start in range(0, max(len(text), 1), _FRAME_CHARS):
                 part = text[start : start + _FRAME_CHARS]
                 finished = start + _FRAME_CHARS >= len(text)
-                yield client.send2(wsproto.events.TextMessage(part, message_finished=finished))
+                sends.append(
+                    client.send2(wsproto.events.TextMessage(part, message_finished=finished))
+                )
+        return sends
 
     def _close(self, code: int, reason: str) -> CommandGenerator:
         """Close both sides as mitmproxy's relay does on a Close (it sends the Close frame

@@ -5,13 +5,14 @@ a short content-length, a reset, a stall), which h11 refuses to send."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 from dataclasses import dataclass
 
 import h11
 
 from .scenario import Headers, RecordedRequest, Resolver, Scenario
-from .websocket import WebSocketSession, websocket_accept_head
+from .websocket import legacy_script, serve_websocket
 from .wire import READ_SIZE, reset_connection, wait_eof
 
 MAX_HEAD = 64 * 1024
@@ -108,10 +109,10 @@ async def serve_h1(
             req.method, req.path, req.headers, req.body, "HTTP/1.1", name, tls
         )
         backend.record(recorded)
-        if sc.websocket and req.is_websocket_upgrade():
-            writer.write(websocket_accept_head(req.header("sec-websocket-key")))
-            await writer.drain()
-            await WebSocketSession(reader, writer, recorded).play(sc, requests.pending)
+        script = sc.websocket_script or (legacy_script(sc) if sc.websocket else None)
+        if script is not None and req.is_websocket_upgrade():
+            history = functools.partial(backend.requests_for, name)
+            await serve_websocket(script, history, reader, writer, recorded, requests.pending)
             return
         keep_alive = await respond(sc, reader, writer, recorded)
         if not keep_alive or req.wants_close():
