@@ -299,14 +299,7 @@ class StreamFixer:
         self._raw = True
         self.report.outcome = PASSTHROUGH
         if exc is not None:
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            self.log.error(
-                "internal error, stream switched to raw passthrough: %r at %s:%s",
-                exc,
-                where.filename.rsplit("/", 1)[-1],
-                where.lineno,
-            )
-            self.log.debug("traceback", exc_info=exc)
+            log_internal_error(self.log, exc, "stream switched to raw passthrough")
         return pending + self._framer.take_tail()
 
     def _drop_tail(self) -> None:
@@ -325,3 +318,18 @@ class StreamFixer:
     def _count(self, out: bytes) -> bytes:
         self.report.bytes_out += len(out)
         return out
+
+
+def log_internal_error(
+    log: logging.LoggerAdapter[logging.Logger], exc: BaseException, consequence: str
+) -> None:
+    """The one ERROR line of a fail-open switch: what failed, where, and what follows."""
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    log.error(
+        "internal error, %s: %r at %s:%s",
+        consequence,
+        exc,
+        where.filename.rsplit("/", 1)[-1],
+        where.lineno,
+    )
+    log.debug("traceback", exc_info=exc)

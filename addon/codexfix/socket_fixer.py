@@ -22,7 +22,6 @@ later one pass unchanged.
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 from .coercion import Coercer, UnknownTypes, WarningBudget
 from .dialects.responses import ResponsesDialect
 from .failures import EndCause, UpstreamBroken, UpstreamIdle, classify
-from .fixer import Limits
+from .fixer import Limits, log_internal_error
 from .models.responses import RESPONSES_EVENT
 from .protocols import Protocol
 from .reading import read_event
@@ -173,14 +172,7 @@ class SocketFixer:
             return
         self._raw = True
         if exc is not None:
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            self.log.error(
-                "internal error, websocket switched to a plain relay: %r at %s:%s",
-                exc,
-                where.filename.rsplit("/", 1)[-1],
-                where.lineno,
-            )
-            self.log.debug("traceback", exc_info=exc)
+            log_internal_error(self.log, exc, "websocket switched to a plain relay")
         elif why is not None:
             self.log.warning("%s: the websocket is relayed unchanged from here on", why)
         if self.current is not None:

@@ -6,22 +6,25 @@ Such frames get their `event:` line. A truncation or stall before `message_stop`
 becomes an `error` event (the SDK raises `APIStatusError`); an upstream `error` event
 is the stream's terminal as it is. There is no `[DONE]` in this protocol: codex-fix
 never adds one, and never a `message_stop` the upstream did not send.
+
+The stream's state is the one reading of the protocol, `accumulate.anthropic`; what is
+the dialect's own: the `event:` lines it adds and the injected `error` event.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from ..accumulate.anthropic import AnthropicAccumulator
 from ..coercion import Coercer
 from ..failures import EndCause, Failure, classify, describe, done_without_terminal
 from ..models import anthropic as m
 from ..models.anthropic import EVENT_TYPES
 from ..reading import read_event
-from ..report import COMPLETED, Ending, Outcome, StreamReport, Usage
+from ..report import COMPLETED, Ending, Outcome, StreamReport
 from ..sse import Frame
 from .base import DialectBase, render
 
@@ -37,13 +40,10 @@ class AnthropicDialect(DialectBase):
     ) -> None:
         super().__init__(report, log)
         self.coercer = coercer
-        # By exact class: isinstance() through pydantic's metaclass costs more per event.
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            m.MessageStart: self._on_message_start,
-            m.MessageDelta: self._on_message_delta,
-            m.MessageStop: self._on_message_stop,
-            m.Error: self._on_error_event,
-        }
+        self.state = AnthropicAccumulator(report)
+        # The event the fast path stopped at and why it fails its model, so that
+        # on_frame, which takes over from there, does not validate it again.
+        self._stopped_at: tuple[bytes, ValidationError] | None = None
 
     @property
     def error_pending(self) -> bool:
@@ -58,81 +58,82 @@ class AnthropicDialect(DialectBase):
         if data == b"[DONE]":  # not this protocol's: some gateways add it
             self._done_sent = True
             return self._error_frame(done_without_terminal(self.terminal_name)) + frame.raw
-        if frame.event is not None and self.on_events((b"",), (data,)):
-            return frame.raw
+        stopped = self._stopped_at
+        if stopped is not None and stopped[0] != data:
+            stopped = None
+        if frame.event is not None and stopped is None:
+            if self.on_events((b"",), (data,)):
+                return frame.raw
+            stopped = self._stopped_at
+        self._stopped_at = None
         # What the fast path leaves: a data-only frame, or an event that fails its model.
         self.report.events += 1
-        model = self.coercer.coerce(data, frame.event)
-        if model is None:
-            # Malformed, perhaps unreadable beyond its type, but a client reads it as the
-            # end all the same.
-            event_type = read_event(data).type
-            if event_type == "message_stop":
-                self._on_message_stop(None)
-            elif event_type == "error":
-                self._on_error(None)
-        else:
-            event_type = model.type
-            handler = self._handlers.get(type(model))
-            if handler is not None:
-                handler(model)
+        event_type = self._read(frame, data, None if stopped is None else stopped[1])
         if frame.event is None and event_type in EVENT_TYPES:
             if "event_line" not in self.report.repairs:
                 self._repaired("event_line", f"added `event: {event_type}` to data-only frames")
             return b"event: " + event_type.encode() + b"\n" + frame.raw
         return frame.raw
 
+    def _read(self, frame: Frame, data: bytes, failed: ValidationError | None) -> str | None:
+        """Feed an event the fast path left to the state (validated once); its type."""
+        if failed is None:
+            try:
+                event = self.coercer.validate(data)
+            except ValidationError as exc:
+                failed = exc
+            else:
+                self.state.feed(event, data)
+                self._update_outcome()
+                return event.type
+        self.coercer.warn(data, frame.event, failed)
+        # Malformed, perhaps unreadable beyond its type: what can be read of it still
+        # counts, and a terminal that cannot be read at all is the end all the same.
+        obj, event_type, _ = read_event(data)
+        if obj is None and event_type is not None:
+            obj = {"type": event_type}
+        if obj is not None:
+            self.state.feed_object(obj, data)
+            self._update_outcome()
+        return event_type
+
     def on_events(self, names: Sequence[bytes | None], datas: Sequence[bytes]) -> int:
         """Named events that pass their model leave unchanged: handle those in a row."""
         if self._terminal is not None:
             return 0
         validate = self.coercer.validate
-        handlers = self._handlers
+        state = self.state
+        handlers = state.handlers
         handled = 0
         for name, data in zip(names, datas, strict=True):
             if name is None:
                 break  # a data-only frame gets its `event:` line
             try:
                 model = validate(data)
-            except ValidationError:
+            except ValidationError as exc:
+                # Without its traceback, whose frame would hold this dialect: no cycle.
+                self._stopped_at = (data, exc.with_traceback(None))
                 break
             handler = handlers.get(model.__class__)
             if handler is not None:
-                handler(model)
+                handler(state, model, data)
             handled += 1
-            if self._terminal is not None:
+            if state.terminal is not None:
+                self._update_outcome()
                 break  # what follows message_stop or error is on_frame's to drop
         self.report.events += handled
         return handled
 
-    def _on_message_start(self, event: m.MessageStart) -> None:
-        self.report.model = event.message.model
-        self._usage(event.message.usage)
-
-    def _on_message_delta(self, event: m.MessageDelta) -> None:
-        self._usage(event.usage)
-
-    def _on_message_stop(self, event: m.MessageStop | None) -> None:
-        self._terminal = "message_stop"
-        self.report.outcome = COMPLETED
-
-    def _on_error_event(self, event: m.Error) -> None:
-        self._on_error(event.error.type)
-
-    def _on_error(self, error_type: str | None) -> None:
-        self._terminal = "error"
-        self.report.outcome = Outcome(Ending.ERROR, classify(error_type) or "upstream")
-
-    def _usage(self, usage: m.Usage | None) -> None:
-        if usage is None:
+    def _update_outcome(self) -> None:
+        """The outcome, once the state holds the stream's terminal."""
+        state = self.state
+        if state.terminal is None or self._terminal is not None:
             return
-        current = self.report.usage or Usage()
-        self.report.usage = Usage(
-            input_tokens=usage.input_tokens or current.input_tokens,
-            cached_tokens=usage.cache_read_input_tokens or current.cached_tokens,
-            # Cumulative in message_delta: the last one is the total.
-            output_tokens=usage.output_tokens or current.output_tokens,
-        )
+        self._terminal = state.terminal
+        if state.error is None:
+            self.report.outcome = COMPLETED
+        else:
+            self.report.outcome = Outcome(Ending.ERROR, classify(state.error.type) or "upstream")
 
     def finish(self, cause: EndCause) -> bytes:
         if self._terminal is not None:
@@ -146,4 +147,7 @@ class AnthropicDialect(DialectBase):
         self.report.outcome = Outcome(Ending.INJECTED, failure.failure_class)
         self.log.warning("injected error event (%s): %s", error_type, failure.message)
         error = {"type": error_type, "message": failure.message}
-        return render({"type": "error", "error": error}, "error")
+        event = m.Error(type="error", error=m.ErrorBody(type=error_type, message=failure.message))
+        rendered = render({"type": "error", "error": error}, "error")
+        self.state.feed(event, rendered)
+        return rendered

@@ -6,20 +6,25 @@ reported as an error. Before that, a truncation or stall becomes the error frame
 openai-python raises `APIError` for, then `[DONE]`. An upstream in-band error passes
 unchanged (a data frame with `error`, or Groq's `event: error`): it is the stream's
 terminal, and only `[DONE]` is ensured after it.
+
+The stream's state is the one reading of the protocol, `accumulate.chat`; what is the
+dialect's own: the injected error frame and the appended `[DONE]`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
+from ..accumulate.chat import ChatAccumulator
 from ..coercion import Coercer
 from ..failures import EndCause, Failure, classify, describe, done_without_terminal
 from ..models import chat as m
-from ..reading import Json, read_event
-from ..report import COMPLETED, Ending, Outcome, StreamReport, chat_usage
+from ..reading import read_event
+from ..report import COMPLETED, Ending, Outcome, StreamReport
 from ..sse import Frame
 from .base import DONE, DialectBase, render
 
@@ -35,13 +40,14 @@ class ChatDialect(DialectBase):
     ) -> None:
         super().__init__(report, log)
         self.coercer = coercer
-        self._open: set[int] = set()  # choices seen without a finish_reason yet
-        self._finished: set[int] = set()
-        self._error = False
+        self.state = ChatAccumulator(report)
+        # The frame the fast path stopped at, and why (the error frame it validated, or
+        # the reason it fails its model), so that on_frame does not validate it again.
+        self._stopped_at: tuple[bytes, m.ErrorFrame | ValidationError] | None = None
 
     @property
     def terminal_seen(self) -> bool:
-        return self._done_sent or self._error or (bool(self._finished) and not self._open)
+        return self._done_sent or self.state.terminal is not None
 
     @property
     def error_pending(self) -> bool:
@@ -61,83 +67,68 @@ class ChatDialect(DialectBase):
             )
             self._done_sent = True
             return out + frame.raw
-        if self._error:
+        if self.state.error is not None:
             return self._after_terminal(frame)  # the stream is over: [DONE] only
-        if self.on_events((None,), (data,)):
-            return frame.raw
+        stopped = self._stopped_at
+        if stopped is None or stopped[0] != data:
+            if self.on_events((None,), (data,)):
+                return frame.raw
+            stopped = self._stopped_at
+        self._stopped_at = None
         # What the fast path leaves: an error frame, or a chunk that fails its model.
         self.report.events += 1
-        model = self.coercer.coerce(data, frame.event)
-        # Exact-class checks: isinstance() through pydantic's metaclass costs more.
-        if type(model) is m.Chunk:
-            self._on_chunk(model)
-        elif type(model) is m.ErrorFrame:
-            self._on_error(model.error.type, model.error.code)
+        assert stopped is not None
+        reason = stopped[1]
+        if isinstance(reason, ValidationError):
+            self.coercer.warn(data, frame.event, reason)
+            obj = read_event(data).obj
+            if obj is not None:
+                self.state.feed_object(obj, frame.event)
         else:
-            self._on_unmodelled(data, frame.event)
+            self.state.on_error(reason)
+        self._update_outcome()
         return frame.raw
 
     def on_events(self, names: Sequence[bytes | None], datas: Sequence[bytes]) -> int:
         """Chunks that pass their model leave unchanged: handle those in a row."""
-        if self._done_sent or self._error:
+        if self._done_sent or self.state.error is not None:
             return 0
-        validate = self.coercer.validate
+        # Any: the exact-class check below narrows nothing for mypy.
+        validate: Callable[[bytes], Any] = self.coercer.validate
+        on_chunk = self.state.on_chunk
         chunk = m.Chunk
         handled = 0
         for data in datas:
+            if data == b"[DONE]":
+                break  # on_frame's
             try:
                 model = validate(data)
-            except ValidationError:
+            except ValidationError as exc:
+                # Without its traceback, whose frame would hold this dialect: no cycle.
+                self._stopped_at = (data, exc.with_traceback(None))
                 break
             if model.__class__ is not chunk:
+                self._stopped_at = (data, model)
                 break
-            self._on_chunk(model)
+            on_chunk(model)
             handled += 1
-        self.report.events += handled
+        if handled:
+            self.report.events += handled
+            self._update_outcome()
         return handled
 
-    def _on_chunk(self, chunk: m.Chunk) -> None:
-        for choice in chunk.choices:
-            self._choice(choice.index, choice.finish_reason)
-        if chunk.model:
-            self.report.model = chunk.model
-        if chunk.usage is not None:
-            self.report.usage = chat_usage(chunk.usage.model_dump())
-
-    def _choice(self, index: int, finish_reason: str | None) -> None:
-        if index in self._finished:
-            return
-        if finish_reason is None:
-            self._open.add(index)
-            return
-        self._open.discard(index)
-        self._finished.add(index)
-        if not self._open:
+    def _update_outcome(self) -> None:
+        """The outcome of what the state now holds: an upstream error, or every choice
+        finished (for now: a choice may start after the others finished)."""
+        state = self.state
+        if state.error is not None:
+            error = state.error
+            self._terminal = "error"
+            failure_class = classify(error.code, error.type) or "upstream"
+            self.report.outcome = Outcome(Ending.ERROR, failure_class)
+        elif state.finish_reasons and not state.open:  # (`state.finished`, inlined)
             self._terminal = "finish_reason"
             self.report.outcome = COMPLETED
-
-    def _on_unmodelled(self, data: bytes, event: str | None) -> None:
-        """A chunk that failed its model still says which choices finished."""
-        obj = read_event(data).obj
-        if obj is None:
-            return
-        error = obj.get("error")
-        if error or event == "error":
-            body: Json = error if isinstance(error, dict) else {}
-            self._on_error(_str(body.get("type")), _str(body.get("code")))
-            return
-        choices = obj.get("choices")
-        for choice in choices if isinstance(choices, list) else ():
-            index = choice.get("index") if isinstance(choice, dict) else None
-            if type(index) is int:
-                reason = choice.get("finish_reason")
-                self._choice(index, reason if isinstance(reason, str) else None)
-
-    def _on_error(self, error_type: str | None, code: str | int | None) -> None:
-        self._error = True
-        self._terminal = "error"
-        code_str = code if isinstance(code, str) else None
-        self.report.outcome = Outcome(Ending.ERROR, classify(code_str, error_type) or "upstream")
 
     def finish(self, cause: EndCause) -> bytes:
         if self._done_sent:
@@ -145,7 +136,7 @@ class ChatDialect(DialectBase):
         out = b""
         if not self.terminal_seen:
             out = self._error_frame(describe(cause, self.terminal_name))
-        elif self._terminal == "finish_reason":
+        elif self.state.error is None:
             self._repaired("done", "every choice finished; appended the missing [DONE]")
         self._done_sent = True
         return out + DONE
@@ -156,9 +147,7 @@ class ChatDialect(DialectBase):
         self._terminal = "error"
         self.report.outcome = Outcome(Ending.INJECTED, failure.failure_class)
         self.log.warning("injected error frame (%s): %s", code, failure.message)
+        body = m.ErrorBody(message=failure.message, type=error_type, code=code)
+        self.state.on_error(m.ErrorFrame(error=body))
         error = {"message": failure.message, "type": error_type, "param": None, "code": code}
         return render({"error": error})
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None

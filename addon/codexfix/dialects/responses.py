@@ -107,7 +107,8 @@ class ResponsesDialect(DialectBase):
             try:
                 model = validate(data)
             except ValidationError as exc:
-                self._stopped_at = (data, exc)
+                # Without its traceback, whose frame would hold this dialect: no cycle.
+                self._stopped_at = (data, exc.with_traceback(None))
                 break
             cls = model.__class__
             if cls is text_delta:

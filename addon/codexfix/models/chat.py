@@ -3,15 +3,19 @@
 A frame is a `chat.completion.chunk` or, mid-stream, an error object
 (`{"error": {"message", "type", "param", "code"}}`, the shape openai-python raises
 `APIError` for). Chunks carry no `type`, so the union is told apart by the `error` key.
+
+An unknown `finish_reason` fails the model (a warning) and still finishes its choice: its
+lax twin (`models.lax`) takes any string there.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Tag, TypeAdapter
+from pydantic import AliasChoices, Discriminator, Field, Tag, TypeAdapter
 
 from .base import Model
+from .lax import LaxAs
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
@@ -33,12 +37,16 @@ class Delta(Model):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
+    # Reasoning text of some upstreams (Groq, OpenRouter: `reasoning`; DeepSeek:
+    # `reasoning_content`), one field for both: every field costs every chunk's validation.
+    # No client relies on it, so it never fails the model: read only when it is a string.
+    reasoning: Any = Field(None, validation_alias=AliasChoices("reasoning", "reasoning_content"))
 
 
 class Choice(Model):
     index: int
     delta: Delta
-    finish_reason: FinishReason | None = None
+    finish_reason: Annotated[FinishReason | None, LaxAs(str)] = None
 
 
 class PromptTokensDetails(Model):
