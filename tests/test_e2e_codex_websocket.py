@@ -224,9 +224,14 @@ def assert_one_socket(done: Run, follow_ups: int = 1) -> None:
     incremental on the previous response; no SSE."""
     (socket,) = done.seen.creates()
     assert socket[0] == (False, None), done.describe()
-    assert [previous is not None for _, previous in socket[1:]] == [True] * follow_ups, socket
-    assert socket[1][1] == WARMUP_ID
+    assert socket[1] in TURN, socket
+    assert [previous is not None for _, previous in socket[2:]] == [True] * (follow_ups - 1)
     assert done.seen.posts == []
+
+
+# The turn's first request on a socket: incremental on the warm-up, or in full when the CLI
+# sent it before the warm-up's answer came (it does, on a loaded machine: seen in CI).
+TURN = ((None, WARMUP_ID), (None, None))
 
 
 # -- healthy ---------------------------------------------------------------------------
@@ -345,7 +350,8 @@ def test_stall_mid_response(run: Runner, target: str) -> None:
     # Today: the CLI waits for its own idle timeout (300 s): cut after HANG seconds.
     done = run("stall", target, timeout=HANG)
     assert done.result.returncode is None, done.describe()
-    assert done.seen.creates() == [[(False, None), (None, WARMUP_ID)]]
+    ((warmup, turn),) = done.seen.creates()
+    assert warmup == (False, None) and turn in TURN
     assert done.seen.posts == []
 
 
@@ -353,7 +359,7 @@ def assert_reconnected_once(done: Run) -> None:
     """Two sockets: the warm-up and the turn on the first; the second carries the turn
     again, in full (not incremental: the state died with the first socket)."""
     first, second = done.seen.creates()
-    assert first == [(False, None), (None, WARMUP_ID)], done.describe()
+    assert first[0] == (False, None) and first[1] in TURN and len(first) == 2, done.describe()
     assert second == [(None, None)], done.describe()
     assert done.seen.posts == []
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mitmproxy import http, io
 from mitmproxy.version import VERSION
 from wsproto.events import AcceptConnection
 from wsproto.extensions import PerMessageDeflate
@@ -424,7 +426,6 @@ def test_an_internal_error_relays_the_socket_unchanged(
 def test_an_idle_socket_between_requests_is_not_cut(backend: MockBackend, tmp_path: Path) -> None:
     """mitmproxy 12 closes a client connection idle for tcp_timeout seconds: the repaired
     socket's wake-ups keep it (a plain relay's would be cut)."""
-    import time
 
     options = {**E2E_OPTIONS, "tcp_timeout": "2"}
     with mitmdump(tmp_path, f"reverse:{backend.http_url}", options=options) as proxy:
@@ -483,3 +484,26 @@ def test_each_request_is_captured_on_its_own_without_secrets(
         check=True,
     )
     assert replayed.stdout == client_body  # the same repairs, offline
+
+
+def test_a_socket_keeps_only_its_latest_messages_on_the_flow(
+    backend: MockBackend, tmp_path: Path
+) -> None:
+    """A socket may live an hour: the flow keeps the latest `codexfix_keep_body` bytes of
+    its messages (what a saved flow and mitmweb show), not all of them."""
+    flows = tmp_path / "flows"
+    options = {**E2E_OPTIONS, "codexfix_keep_body": "50k"}
+    args = ["-w", str(flows)]
+    with mitmdump(tmp_path, f"reverse:{backend.http_url}", options=options, args=args) as proxy:
+        s = Session(proxy, backend, "healthy-own")
+        for _ in range(3):
+            s.client.send_text(CREATE)
+            assert s.client.receive(len(EVENTS)) == EVENTS
+        s.ended()
+    with flows.open("rb") as file:
+        (flow,) = [f for f in io.FlowReader(file).stream() if isinstance(f, http.HTTPFlow)]
+    assert flow.websocket is not None
+    kept = [m.content for m in flow.websocket.messages]
+    assert sum(map(len, kept)) <= 50 * 1024
+    assert kept[-1] == EVENTS[-1].encode()  # the latest
+    assert len(kept) < 3 * (len(EVENTS) + 1)
