@@ -359,9 +359,12 @@ def test_a_request_the_upstream_breaks_ends_with_one_failure_and_a_close(
     failed = json.loads(received[8])["response"]
     assert failed["id"] == json.loads(EVENTS[0])["response"]["id"]
     assert failed["error"]["code"] == "server_error"  # the Codex CLI retries it
-    assert (
-        failed["error"]["message"].startswith("codex-fix: ") and why in failed["error"]["message"]
-    )
+    message = failed["error"]["message"]
+    if name == "drop" and VERSION.startswith("12") and "sent nothing" in message:
+        # mitmproxy 12.3.1 sometimes loses an upstream's TCP reset on a WebSocket (plain
+        # mitmdump then leaves the client's socket open for good): the idle timer ends it.
+        why = "sent nothing for 1.5s"
+    assert message.startswith("codex-fix: ") and why in message
     assert s.client.closed and s.client.close_code == (1011 if name == "close" else 1000)
     (line,) = summaries(s.ended())
     assert "outcome=injected: " in line
