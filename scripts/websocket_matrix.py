@@ -5,8 +5,8 @@ backend, through plain mitmdump, and through codex-fix.
     python scripts/websocket_matrix.py --timeout 30     # cut hangs after 30 s
     python scripts/websocket_matrix.py --cli 0.171.0 --faults healthy,stall
 
-Starts the mock ChatGPT backend (codexfix.testing.codex.ChatGptBackend, TLS, one endpoint
-per fault of `codex.websocket_faults()`) and two real mitmdump processes in regular-proxy
+Starts the mock ChatGPT backend (codexfix.testing.chatgpt.ChatGptBackend, TLS, one endpoint
+per fault of `chatgpt.websocket_faults()`) and two real mitmdump processes in regular-proxy
 mode on 127.0.0.1: one plain, one with addon/codex_fix.py (`codexfix_websocket=repair`).
 For every fault, `codex exec` runs once per column with a fake ChatGPT login and Codex's
 own provider, as a user runs it (its retries and its 300 s idle timeout untouched; the
@@ -23,9 +23,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from codexfix.testing import codex
+from codexfix.testing import chatgpt, codex
 from codexfix.testing.bodies import CODEX_TRANSCRIPT, sse_events
-from codexfix.testing.codex import ChatGptBackend, ChatGptCase, CodexCli, CodexResult
+from codexfix.testing.chatgpt import ChatGptBackend, ChatGptCase
+from codexfix.testing.codex import CodexCli, CodexResult
 from codexfix.testing.faults import streamed_text
 from codexfix.testing.mitmdump import Mitmdump
 from codexfix.testing.scenario import RecordedRequest
@@ -143,7 +144,7 @@ def main() -> int:
     if cli is None or not cli.installed():
         print(f"Codex CLI {args.cli} not installed in tests/codex: run scripts/test once")
         return 2
-    faults = codex.websocket_faults()
+    faults = chatgpt.websocket_faults()
     if args.faults:
         faults = {name: faults[name] for name in args.faults.split(",")}
     print(matrix(cli, faults, args.timeout))

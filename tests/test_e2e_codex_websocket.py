@@ -1,7 +1,7 @@
 """End to end: the real Codex CLI over its Responses WebSocket, with and without codex-fix.
 
 The Codex CLI with a (fake) ChatGPT login talks to the mock's TLS port (`ChatGptBackend`,
-one `/s/<case>/` endpoint per fault and target, from `codex.websocket_faults()`), in four
+one `/s/<case>/` endpoint per fault and target, from `chatgpt.websocket_faults()`), in four
 setups ("targets"):
 
 * `straight`: at the mock, no proxy (today's behaviour without any proxy);
@@ -31,16 +31,15 @@ from pathlib import Path
 import pytest
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
-from codexfix.testing import codex
+from codexfix.testing import chatgpt, codex
 from codexfix.testing.bodies import CODEX_TRANSCRIPT, sse_events
-from codexfix.testing.codex import (
+from codexfix.testing.chatgpt import (
     TOOL_CALL_RESPONSE_ID,
     USAGE_LIMIT_MESSAGE,
     WARMUP_ID,
     ChatGptBackend,
-    CodexCli,
-    CodexResult,
 )
+from codexfix.testing.codex import CodexCli, CodexResult
 from codexfix.testing.faults import TOOL_CALL_ID, streamed_text
 from codexfix.testing.mitmdump import Mitmdump
 from codexfix.testing.scenario import RecordedRequest
@@ -51,7 +50,7 @@ from support.harness import ADDON, E2E_OPTIONS, mitmdump, wait_until
 pytestmark = [pytest.mark.e2e, requires_codex]
 
 ANSWER = streamed_text(sse_events(CODEX_TRANSCRIPT.read_bytes())) + "\n"
-FAULTS = codex.websocket_faults()
+FAULTS = chatgpt.websocket_faults()
 TARGETS = ("straight", "plain", "regular", "reverse")
 FIXED = ("regular", "reverse")
 IDLE_TIMEOUT = 2  # codexfix_idle_timeout (s): a stall ends after it

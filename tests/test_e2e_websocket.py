@@ -406,13 +406,13 @@ def test_an_internal_error_relays_the_socket_unchanged(
     """Fail-open: one ERROR line, then a plain relay; nothing lost or reordered."""
     broken = tmp_path / "broken.py"
     broken.write_text(
-        "from codexfix.mitm import websocket\n"
-        "original = websocket.RepairedSocket.server_message\n"
+        "from codexfix.mitm import repaired_socket\n"
+        "original = repaired_socket.RepairedSocket.server_message\n"
         "def server_message(self, message):\n"
         "    if b'output_text.delta' in message.content:\n"
         "        raise RuntimeError('broken on purpose')\n"
         "    return original(self, message)\n"
-        "websocket.RepairedSocket.server_message = server_message\n"
+        "repaired_socket.RepairedSocket.server_message = server_message\n"
     )
     mode = f"reverse:{backend.http_url}"
     with mitmdump(tmp_path, mode, options=E2E_OPTIONS, args=["-s", str(broken)]) as proxy:

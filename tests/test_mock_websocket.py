@@ -18,7 +18,7 @@ from wsproto.extensions import Extension, PerMessageDeflate
 
 from codexfix.testing import codex
 from codexfix.testing.backend import MockBackend
-from codexfix.testing.codex import ChatGptBackend, ChatGptCase, error_frame
+from codexfix.testing.chatgpt import ChatGptBackend, ChatGptCase, error_frame
 from codexfix.testing.scenario import (
     Fragmented,
     Handshake,

@@ -26,7 +26,8 @@ from codexfix.mitm.addon import CodexFix
 from codexfix.mitm.websocket import MODE_KEY, WebSocketTransport
 from codexfix.testing import codex
 from codexfix.testing.bodies import CODEX_TRANSCRIPT, sse_events
-from codexfix.testing.codex import ChatGptBackend, CodexCli
+from codexfix.testing.chatgpt import ChatGptBackend
+from codexfix.testing.codex import CodexCli
 from codexfix.testing.faults import payload, streamed_text
 from codexfix.testing.mitmdump import Mitmdump
 

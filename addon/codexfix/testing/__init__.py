@@ -9,7 +9,8 @@ a setup against the faults codex-fix repairs.
 * `bodies`: bodies to play (split, compressed, a transcript's events);
   `faults`: the Responses fault matrix and the Codex CLI's faults.
 * `mitmdump`: a `mitmdump` subprocess on 127.0.0.1; `codex`: `codex exec` against local
-  servers only.
+  servers only; `chatgpt`: the ChatGPT backend a ChatGPT login needs, over SSE and the
+  Responses WebSocket, with the WebSocket faults.
 
 Nothing here is imported by the addon. `data/codex-backend-gpt5-text.sse` is a copy of
 `tests/fixtures/real/responses/codex-backend-gpt5-text.sse` (a real Codex backend stream;
